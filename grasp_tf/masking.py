@@ -1,0 +1,126 @@
+"""Scores -> boolean keep-masks: global or layerwise thresholds, exact counts, deterministic ties.
+
+Count rule ``"exact"`` (default) removes exactly ``k = floor(N * sparsity)`` weights (N per
+scope). Ties at the threshold are broken by position: weights are ordered by key order
+(model layer order) then by flat C-order index, and the earliest tied weights are removed
+first. Count rule ``"reference"`` mimics the official GraSP code: it takes the k-th score as
+the threshold and keeps every weight tied with it, so it removes at most k (usually k - 1).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+SCOPES = ("global", "layerwise")
+COUNT_RULES = ("exact", "reference")
+
+
+def check_sparsity(sparsity: float) -> float:
+    """Validate a pruning fraction: a real number in [0, 1)."""
+    try:
+        s = float(sparsity)
+    except (TypeError, ValueError):
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}") from None
+    if not 0.0 <= s < 1.0 or not np.isfinite(s):
+        raise ValueError(f"sparsity must be in [0, 1) (fraction of weights removed), got {sparsity!r}")
+    return s
+
+
+def check_scope(scope: str) -> str:
+    if scope not in SCOPES:
+        raise ValueError(f"Unknown scope {scope!r}; choose one of {', '.join(SCOPES)}.")
+    return scope
+
+
+def _removal_order_mask(flat: np.ndarray, k: int, remove_largest: bool, count_rule: str) -> np.ndarray:
+    """Keep-mask for one flat score vector with ``k`` removals."""
+    n = flat.size
+    keep = np.ones(n, dtype=bool)
+    if k <= 0:
+        return keep
+    oriented = -flat if remove_largest else flat  # remove the smallest `oriented`
+    # O(N): the k-th smallest value is the threshold.
+    t = np.partition(oriented, k - 1)[k - 1]
+    below = oriented < t
+    if count_rule == "reference":
+        keep[below] = False
+        return keep
+    n_below = int(below.sum())
+    tied = np.flatnonzero(oriented == t)[: k - n_below]
+    keep[below] = False
+    keep[tied] = False
+    return keep
+
+
+def masks_from_scores(
+    scores: Mapping[str, np.ndarray],
+    sparsity: float,
+    *,
+    remove_largest: bool = False,
+    scope: str = "global",
+    count_rule: str = "exact",
+) -> dict[str, np.ndarray]:
+    """Boolean keep-masks (True = kept) removing a ``sparsity`` fraction of the scored weights.
+
+    ``remove_largest`` orients the scores (GraSP removes the largest, SNIP the smallest).
+    """
+    sparsity = check_sparsity(sparsity)
+    check_scope(scope)
+    if count_rule not in COUNT_RULES:
+        raise ValueError(f"Unknown count_rule {count_rule!r}; choose one of {', '.join(COUNT_RULES)}.")
+    if not scores:
+        raise ValueError("No scores given: nothing to prune.")
+    keys = list(scores)
+    arrays = [np.asarray(scores[k], dtype=np.float64) for k in keys]
+    for k, a in zip(keys, arrays):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"Scores for {k!r} contain NaN or infinity; cannot rank them.")
+    if scope == "layerwise":
+        return {k: _removal_order_mask(a.ravel(), int(np.floor(a.size * sparsity)), remove_largest,
+                                       count_rule).reshape(a.shape)
+                for k, a in zip(keys, arrays)}
+    flat = np.concatenate([a.ravel() for a in arrays])
+    keep = _removal_order_mask(flat, int(np.floor(flat.size * sparsity)), remove_largest, count_rule)
+    out, start = {}, 0
+    for k, a in zip(keys, arrays):
+        out[k] = keep[start:start + a.size].reshape(a.shape)
+        start += a.size
+    return out
+
+
+def shuffle_within_layers(masks: Mapping[str, np.ndarray], seed: int | None = None) -> dict[str, np.ndarray]:
+    """Permute each mask within its tensor: same per-layer density, random positions.
+
+    The layerwise-shuffle ablation of Frankle et al. (2021).
+    """
+    rng = np.random.default_rng(seed)
+    return {k: rng.permutation(np.asarray(m).ravel()).reshape(np.shape(m)) for k, m in masks.items()}
+
+
+def check_masks(masks: Mapping[str, np.ndarray], shapes: Mapping[str, tuple]) -> dict[str, np.ndarray]:
+    """Masks validated against the model's prunable shapes, as boolean arrays.
+
+    Every mask key must name a prunable weight of the model, with its shape; the model's
+    prunable weights missing from ``masks`` stay dense.
+    """
+    unknown = sorted(set(masks) - set(shapes))
+    if unknown:
+        raise ValueError(
+            f"Masks name weights the model does not have: {unknown[:5]}"
+            f"{' ...' if len(unknown) > 5 else ''}; the model's prunable weights are "
+            f"{sorted(shapes)[:5]}{' ...' if len(shapes) > 5 else ''}.")
+    out = {}
+    for k, m in masks.items():
+        m = np.asarray(m)
+        if tuple(m.shape) != tuple(shapes[k]):
+            raise ValueError(f"Mask {k!r} has shape {tuple(m.shape)}, the weight has {tuple(shapes[k])}.")
+        out[k] = m.astype(bool)
+    return out
+
+
+def sparsity_of(masks: Mapping[str, np.ndarray]) -> float:
+    """Fraction of weights removed across all masks."""
+    total = sum(np.size(m) for m in masks.values())
+    kept = sum(int(np.count_nonzero(m)) for m in masks.values())
+    return 1.0 - kept / total if total else 0.0
