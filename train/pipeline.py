@@ -1,0 +1,166 @@
+"""One training run: data -> model -> prune at init -> fit (strategy, checkpoints) -> results."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+import grasp_tf
+import models
+from train import artifacts, data
+from train.optim import CoupledSGD, boundary_epochs, step_schedule
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy: every local GPU, else every logical CPU device, for mirrored."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
+                                             and resolver.task_id == 0)
+
+
+def worker_dir(output_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this process writes: the run dir for the chief, a private subdir for other workers."""
+    if is_chief(strategy):
+        return output_dir
+    r = strategy.cluster_resolver
+    return os.path.join(output_dir, ".workers", f"{r.task_type}_{r.task_id}")
+
+
+def scoring_data(cfg: dict, ds: data.Data) -> tuple[Any, dict]:
+    """What the pruning library scores on, drawn from the shuffled, augmented training stream."""
+    if cfg["samples_per_class"] > 0:
+        return ds.stream.batch(256), {"samples_per_class": cfg["samples_per_class"],
+                                      "num_draws": cfg["num_draws"]}
+    n = cfg["scoring_batches"] * cfg["scoring_batch_size"]
+    x, y = next(iter(ds.stream.batch(n)))
+    return (x, y), {}
+
+
+def method_options(cfg: dict) -> dict:
+    """Library keyword options this run's method understands."""
+    opts: dict[str, Any] = {"seed": cfg["seed"], "scope": cfg["scope"], "shuffle": cfg["shuffle_masks"]}
+    if cfg["method"] in ("grasp", "grasp_abs"):
+        opts.update(temperature=cfg["temperature"], reinit_dense=cfg["reinit_dense"])
+    if cfg["chunk_size"]:
+        opts["chunk_size"] = cfg["chunk_size"]
+    return opts
+
+
+def compute_or_load_masks(cfg: dict, model: keras.Model, ds: data.Data, out: str, log) -> tuple[dict | None, float]:
+    """The run's masks: loaded if a resumed run saved them, else scored now and saved first."""
+    if cfg["method"] == "none":
+        return None, 0.0
+    path = os.path.join(out, "masks.npz")
+    if os.path.exists(path):
+        log(f"resuming: masks loaded from {path}")
+        return artifacts.load_masks(path), (artifacts.read_json(os.path.join(out, "pruning.json")) or {}).get(
+            "scoring_seconds", 0.0)
+    sample, sample_opts = scoring_data(cfg, ds)
+    log(f"pruning {cfg['sparsity']:.2%} of {cfg['model']} with {cfg['method']} ...")
+    t0 = time.perf_counter()
+    masks = grasp_tf.compute_masks(model, sample, cfg["sparsity"], cfg["method"],
+                                   **sample_opts, **method_options(cfg))
+    seconds = time.perf_counter() - t0
+    log(f"scored in {seconds:.1f}s")
+    return masks, seconds
+
+
+class TestMetrics(keras.callbacks.Callback):
+    """Adds test loss/accuracy and the learning rate to each epoch's logs."""
+
+    def __init__(self, test: tf.data.Dataset):
+        super().__init__()
+        self.test = test
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss, acc = self.model.evaluate(self.test, verbose=0)
+        opt = self.model.optimizer
+        lr = opt.learning_rate
+        logs.update(test_loss=float(loss), test_accuracy=float(acc),
+                    lr=float(lr(opt.iterations - 1) if callable(lr) else lr))
+
+
+class MetricsCSV(keras.callbacks.Callback):
+    """metrics.csv, one row per epoch, rewritten atomically (a resumed epoch replaces its row)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        artifacts.upsert_metrics_row(self.path, {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+
+
+def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
+    """Train one configuration to the end; returns (and writes) results.json's content."""
+    t_start = time.perf_counter()
+    out = worker_dir(cfg["output_dir"], strategy)
+    chief = is_chief(strategy)
+    os.makedirs(out, exist_ok=True)
+    log = (lambda msg: print(msg, flush=True)) if chief else (lambda msg: None)
+    keras.utils.set_random_seed(cfg["seed"])
+    jit = cfg["jit_compile"] if cfg["jit_compile"] is not None else bool(tf.config.list_physical_devices("GPU"))
+
+    with strategy.scope():
+        model = models.build(cfg["model"], ds.num_classes, ds.input_shape, init=cfg["init"],
+                             width=cfg["width"] or None, seed=cfg["seed"])
+        masks, scoring_seconds = compute_or_load_masks(cfg, model, ds, out, log)
+        if masks is not None:
+            if not os.path.exists(os.path.join(out, "masks.npz")):
+                artifacts.write_json(os.path.join(out, "pruning.json"), {"scoring_seconds": scoring_seconds})
+                artifacts.save_masks(os.path.join(out, "masks.npz"), masks)
+            model = grasp_tf.apply_masks(model, masks)
+        steps = cfg["steps_per_epoch"] or int(np.ceil(ds.train_size / cfg["batch_size"]))
+        bounds = boundary_epochs(cfg["epochs"], [float(b) for b in cfg["lr_boundaries"]], cfg["lr_step_epochs"])
+        optimizer = CoupledSGD(learning_rate=step_schedule(cfg["lr"], steps, bounds, cfg["lr_decay"]),
+                               momentum=cfg["momentum"], coupled_weight_decay=cfg["weight_decay"])
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"], jit_compile=jit)
+
+    callbacks = [
+        TestMetrics(ds.test),
+        MetricsCSV(os.path.join(out, "metrics.csv")),
+        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
+        keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
+    ]
+    train = ds.train.repeat() if cfg["steps_per_epoch"] else ds.train
+    model.fit(train, epochs=cfg["epochs"], steps_per_epoch=cfg["steps_per_epoch"] or None,
+              validation_data=ds.validation, callbacks=callbacks,
+              verbose=1 if (chief and sys.stdout.isatty()) else (2 if chief else 0))
+
+    rows = artifacts.read_metrics(os.path.join(out, "metrics.csv"))
+    test_acc = [float(r["test_accuracy"]) for r in rows]
+    report = grasp_tf.sparsity_report(model)
+    results = {
+        "config": cfg,
+        "final_test_accuracy": test_acc[-1],
+        "best_test_accuracy": max(test_acc),
+        "epochs_completed": len(rows),
+        "sparsity": report,
+        "scoring_seconds": scoring_seconds,
+        "wall_seconds": time.perf_counter() - t_start,
+    }
+    if chief:
+        model.save(os.path.join(out, "model.keras"))
+        artifacts.write_json(os.path.join(out, "results.json"), results)
+    return results
