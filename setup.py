@@ -16,6 +16,7 @@ setup(
         "tensorflow-model-optimization>=0.8,<0.9",
         "tensorflow-datasets>=4.9",
         "absl-py>=1.0",
+        "tensorboard",
         "numpy",
         "matplotlib>=3.5",
         "pillow",

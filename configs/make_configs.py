@@ -62,7 +62,7 @@ def cells() -> list[tuple[str, dict[str, str]]]:
         for s in (60, 90):                                   # Table 5
             for init in ("kaiming", "normal", "xavier"):
                 add(ds, "resnet32", "grasp", s, init)
-    for model in ("resnet50", "vgg16"):                      # Table 3
+    for model in ("resnet50", "vgg16_imagenet"):             # Table 3
         add("imagenet2012", model, "none", 0)
         for s in (60, 80, 90):
             for m in ("snip", "grasp"):

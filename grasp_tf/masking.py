@@ -99,22 +99,28 @@ def shuffle_within_layers(masks: Mapping[str, np.ndarray], seed: int | None = No
 
 
 def check_masks(masks: Mapping[str, np.ndarray], shapes: Mapping[str, tuple]) -> dict[str, np.ndarray]:
-    """Masks validated against the model's prunable shapes, as boolean arrays.
+    """Masks validated against the model's weight shapes, as boolean arrays.
 
-    Every mask key must name a prunable weight of the model, with its shape; the model's
-    prunable weights missing from ``masks`` stay dense.
+    ``masks`` must be a mapping; every key must name a weight in ``shapes``, with its shape,
+    and every value must be boolean or 0/1. Weights missing from ``masks`` stay dense.
     """
+    if not isinstance(masks, Mapping):
+        raise ValueError(f"masks must be a dict of keep-masks keyed '<layer name>/<weight name>', "
+                         f"got {type(masks).__name__}.")
     unknown = sorted(set(masks) - set(shapes))
     if unknown:
         raise ValueError(
             f"Masks name weights the model does not have: {unknown[:5]}"
-            f"{' ...' if len(unknown) > 5 else ''}; the model's prunable weights are "
+            f"{' ...' if len(unknown) > 5 else ''}; the model's weights include "
             f"{sorted(shapes)[:5]}{' ...' if len(shapes) > 5 else ''}.")
     out = {}
     for k, m in masks.items():
         m = np.asarray(m)
         if tuple(m.shape) != tuple(shapes[k]):
             raise ValueError(f"Mask {k!r} has shape {tuple(m.shape)}, the weight has {tuple(shapes[k])}.")
+        if m.dtype != bool and not np.isin(m, (0, 1)).all():
+            raise ValueError(f"Mask {k!r} must be boolean or 0/1, got values such as "
+                             f"{m[~np.isin(m, (0, 1))].ravel()[:3].tolist()}.")
         out[k] = m.astype(bool)
     return out
 

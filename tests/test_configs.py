@@ -11,7 +11,7 @@ from configs.make_configs import cells, render
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = sorted(glob.glob(os.path.join(ROOT, "configs", "paper", "*.cfg")))
-CFG = re.compile(r"(?P<ds>cifar10|cifar100|tiny_imagenet|imagenet2012)_(?P<model>[a-z0-9]+)_"
+CFG = re.compile(r"(?P<ds>cifar10|cifar100|tiny_imagenet|imagenet2012)_(?P<model>[a-z0-9_]+?)_"
                  r"(?P<method>[a-z]+)(?:_(?P<s>[0-9.]+))?(?:_(?P<init>normal|xavier))?\.cfg")
 
 

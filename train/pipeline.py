@@ -49,10 +49,10 @@ def worker_dir(output_dir: str, strategy: tf.distribute.Strategy) -> str:
 def scoring_data(cfg: dict, ds: data.Data) -> tuple[Any, dict]:
     """What the pruning library scores on, drawn from the shuffled, augmented training stream."""
     if cfg["samples_per_class"] > 0:
-        return ds.stream.batch(256), {"samples_per_class": cfg["samples_per_class"],
+        return ds.train_stream().batch(256), {"samples_per_class": cfg["samples_per_class"],
                                       "num_draws": cfg["num_draws"]}
     n = cfg["scoring_batches"] * cfg["scoring_batch_size"]
-    x, y = next(iter(ds.stream.batch(n)))
+    x, y = next(iter(ds.train_stream().batch(n)))
     return (x, y), {}
 
 
@@ -95,9 +95,9 @@ class TestMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         loss, acc = self.model.evaluate(self.test, verbose=0)
         opt = self.model.optimizer
-        lr = opt.learning_rate
-        logs.update(test_loss=float(loss), test_accuracy=float(acc),
-                    lr=float(lr(opt.iterations - 1) if callable(lr) else lr))
+        schedule = opt._learning_rate  # `learning_rate` would give the *next* step's value
+        lr = schedule(opt.iterations - 1) if callable(schedule) else schedule
+        logs.update(test_loss=float(loss), test_accuracy=float(acc), lr=float(lr))
 
 
 class MetricsCSV(keras.callbacks.Callback):
@@ -145,7 +145,7 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
     ]
     train = ds.train.repeat() if cfg["steps_per_epoch"] else ds.train
     model.fit(train, epochs=cfg["epochs"], steps_per_epoch=cfg["steps_per_epoch"] or None,
-              validation_data=ds.validation, callbacks=callbacks,
+              validation_data=ds.validation, callbacks=callbacks, shuffle=False,
               verbose=1 if (chief and sys.stdout.isatty()) else (2 if chief else 0))
 
     rows = artifacts.read_metrics(os.path.join(out, "metrics.csv"))

@@ -98,6 +98,9 @@ def main(argv: list[str]) -> int:
     from train import data, pipeline
 
     strategy = pipeline.make_strategy(cfg["strategy"])  # before any other TF op (multi-worker needs it)
+    import keras
+
+    keras.utils.set_random_seed(cfg["seed"])  # tf.data order and augmentation depend on the global seed
     ds = data.load(cfg["dataset"], data_dir=cfg["data_dir"], batch_size=cfg["batch_size"], seed=cfg["seed"],
                    validation_split=cfg["validation_split"], augment=cfg["augment"],
                    train_limit=cfg["train_limit"] or None)
@@ -110,7 +113,7 @@ def main(argv: list[str]) -> int:
     prepare_output_dir(output_dir, cfg, cfg["overwrite"])
     results = pipeline.run(cfg, ds, strategy)
     print(f"test accuracy {results['final_test_accuracy']:.4f} (best {results['best_test_accuracy']:.4f}), "
-          f"sparsity {results['sparsity']['global_sparsity']:.4f}, results in "
+          f"sparsity {results['sparsity']['global']['sparsity']:.4f}, results in "
           f"{os.path.join(cfg['output_dir'], 'results.json')}")
     return 0
 
