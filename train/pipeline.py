@@ -14,6 +14,7 @@ import keras
 import grasp_tf
 import models
 from train import artifacts, data
+from train.errors import UsageError
 from train.optim import CoupledSGD, boundary_epochs, step_schedule
 
 
@@ -78,11 +79,40 @@ def compute_or_load_masks(cfg: dict, model: keras.Model, ds: data.Data, out: str
     sample, sample_opts = scoring_data(cfg, ds)
     log(f"pruning {cfg['sparsity']:.2%} of {cfg['model']} with {cfg['method']} ...")
     t0 = time.perf_counter()
-    masks = grasp_tf.compute_masks(model, sample, cfg["sparsity"], cfg["method"],
-                                   **sample_opts, **method_options(cfg))
+    try:
+        masks = grasp_tf.compute_masks(model, sample, cfg["sparsity"], cfg["method"],
+                                       **sample_opts, **method_options(cfg))
+    except ValueError as e:  # the library's clear message for bad input (classes, options, ...)
+        raise UsageError(f"pruning with --method={cfg['method']} failed: {e}") from e
     seconds = time.perf_counter() - t0
     log(f"scored in {seconds:.1f}s")
     return masks, seconds
+
+
+def prepare_multi_worker_fit(model: keras.Model, ds: data.Data, strategy: tf.distribute.Strategy) -> None:
+    """Work around keras-team/keras#20585 (Keras 3 ``fit`` under MultiWorkerMirroredStrategy).
+
+    Keras all-reduces a sample batch eagerly to build metrics, and reduces scalar step
+    outputs with ``axis=0``; both fail. Build from one plain batch instead, and reduce
+    scalars over replicas with ``axis=None``.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    x, y = next(iter(ds.test.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(x, y))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    keras_reduce = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tf.nest.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None) if v.shape.rank == 0
+                else keras_reduce(v, strategy, reduction), values)
+        return keras_reduce(values, strategy, reduction)
+
+    reduce_per_replica.__wrapped__ = keras_reduce
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 class TestMetrics(keras.callbacks.Callback):
@@ -137,11 +167,13 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=jit)
 
-    callbacks = [
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        prepare_multi_worker_fit(model, ds, strategy)
+    callbacks = [  # order matters: a metrics.csv row is written only once its epoch is backed up
         TestMetrics(ds.test),
+        keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
         MetricsCSV(os.path.join(out, "metrics.csv")),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
-        keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
     ]
     train = ds.train.repeat() if cfg["steps_per_epoch"] else ds.train
     model.fit(train, epochs=cfg["epochs"], steps_per_epoch=cfg["steps_per_epoch"] or None,

@@ -12,7 +12,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import train.flags  # noqa: F401  (defines every flag)
 from train import artifacts
@@ -23,8 +23,7 @@ FLAGS = flags.FLAGS
 NOT_IN_IDENTITY = {"output_dir", "overwrite", "export", "strategy", "jit_compile", "data_dir"}
 
 
-class UsageError(Exception):
-    """A bad flag value or environment problem: reported in one line, exit code 2."""
+from train.errors import UsageError  # noqa: E402
 
 
 def config() -> dict:
@@ -88,6 +87,7 @@ def prepare_output_dir(path: str, cfg: dict, overwrite: bool) -> bool:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
+    logging.set_verbosity(logging.WARNING)  # tf.distribute logs every all-reduce at INFO
     cfg = config()
     validate(cfg)
     if cfg["cpu_devices"] > 1:
@@ -107,14 +107,22 @@ def main(argv: list[str]) -> int:
     output_dir = cfg["output_dir"]
     if not pipeline.is_chief(strategy):
         output_dir = pipeline.worker_dir(output_dir, strategy)
-    if pipeline.is_chief(strategy) and artifacts.read_json(os.path.join(output_dir, "results.json")) and not cfg["overwrite"]:
-        print(f"{output_dir} already holds a finished run (results.json); use --overwrite to redo it")
+    resuming = prepare_output_dir(output_dir, cfg, cfg["overwrite"])
+    if resuming and os.path.exists(os.path.join(output_dir, "results.json")):
+        print(f"{output_dir} already holds this finished run (results.json); use --overwrite to redo it")
         return 0
-    prepare_output_dir(output_dir, cfg, cfg["overwrite"])
-    results = pipeline.run(cfg, ds, strategy)
-    print(f"test accuracy {results['final_test_accuracy']:.4f} (best {results['best_test_accuracy']:.4f}), "
-          f"sparsity {results['sparsity']['global']['sparsity']:.4f}, results in "
-          f"{os.path.join(cfg['output_dir'], 'results.json')}")
+    try:
+        results = pipeline.run(cfg, ds, strategy)
+    except UsageError:
+        if not resuming:  # a fresh run that could not start leaves nothing behind
+            artifacts.clear_run(output_dir)
+            if not os.listdir(output_dir):
+                os.rmdir(output_dir)
+        raise
+    if pipeline.is_chief(strategy):
+        print(f"test accuracy {results['final_test_accuracy']:.4f} (best {results['best_test_accuracy']:.4f}), "
+              f"sparsity {results['sparsity']['global']['sparsity']:.4f}, results in "
+              f"{os.path.join(cfg['output_dir'], 'results.json')}")
     return 0
 
 
@@ -125,9 +133,6 @@ def _entry(argv: list[str]) -> None:
     try:
         sys.exit(main(argv))
     except (UsageError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except ValueError as e:  # bad input caught by the library (data, masks, ...)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

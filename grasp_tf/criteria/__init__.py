@@ -1,0 +1,98 @@
+"""The scoring methods, by name: a registry of :class:`Criterion` objects and ``score``.
+
+Built in: ``grasp`` (remove the largest ``-θ⊙Hg``), ``grasp_abs`` (remove the smallest
+``|θ⊙Hg|``), ``snip`` (smallest ``|θ⊙g|``), ``random`` (smallest uniform draw),
+``magnitude`` (smallest ``|θ|``) and ``synflow`` (smallest ``|θ⊙∂R/∂θ|``, iterative).
+Adding one is a function and a line::
+
+    def my_scores(model, weights, sample, *, seed=None, alpha=1.0):
+        return {w.key: ... for w in weights}
+
+    grasp_tf.criteria.register(Criterion("mine", my_scores, remove_largest=False))
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from grasp_tf import hessian, sampling
+from grasp_tf.criteria import grasp, magnitude, random, snip, synflow
+from grasp_tf.criteria.base import Criterion
+from grasp_tf.prunable import Prunable, prunable_weights
+
+__all__ = ["Criterion", "register", "get", "names", "score"]
+
+_REGISTRY: dict[str, Criterion] = {}
+
+
+def register(criterion: Criterion, *, overwrite: bool = False) -> Criterion:
+    """Make ``criterion`` available by its name (an existing name needs ``overwrite=True``)."""
+    if not isinstance(criterion, Criterion):
+        raise TypeError(f"register() takes a Criterion, got {type(criterion).__name__}.")
+    if criterion.name in _REGISTRY and not overwrite:
+        raise ValueError(f"A method named {criterion.name!r} is already registered.")
+    _REGISTRY[criterion.name] = criterion
+    return criterion
+
+
+def names() -> tuple[str, ...]:
+    """The registered method names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Criterion:
+    """The method registered as ``name``; a ValueError lists the valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"Unknown method {name!r}; choose one of {', '.join(names())}.") from None
+
+
+def _checked(scores: Any, weights: list, method: str) -> dict[str, np.ndarray]:
+    out = {}
+    for w in weights:
+        if w.key not in scores:
+            raise ValueError(f"Method {method!r} returned no scores for {w.key!r}.")
+        s = np.asarray(scores[w.key], dtype=np.float32)
+        if s.shape != tuple(w.variable.shape):
+            raise ValueError(f"Method {method!r} scored {w.key!r} with shape {s.shape}, "
+                             f"the weight has {tuple(w.variable.shape)}.")
+        if not np.isfinite(s).all():
+            raise ValueError(f"Method {method!r} produced NaN or infinite scores for {w.key!r}.")
+        out[w.key] = s
+    return out
+
+
+def _classes(model: Any, x: np.ndarray) -> int:
+    width = hessian.output_width(model, x)
+    if width < 2:
+        raise ValueError(f"The model has {width} output; scoring with a loss needs a classifier "
+                         "with one logit per class (at least 2).")
+    return width
+
+
+def score(model: Any, data: Any, method: str, *, prunable: Prunable = None,
+          samples_per_class: int | None = None, num_draws: int = 1, seed: int | None = None,
+          **method_opts: Any) -> dict[str, np.ndarray]:
+    """One float32 score array per prunable weight of ``model``, oriented as ``get(method)`` says.
+
+    ``data`` is sampled by :func:`grasp_tf.sampling.draw` (for methods that need data);
+    ``method_opts`` are the method's own options (see ``get(method).options``). The model,
+    its weights and its batch-norm statistics are left untouched.
+    """
+    criterion = get(method)
+    criterion.check_options(method_opts)
+    weights = prunable_weights(model, prunable)
+    if criterion.needs_data:
+        if data is None:
+            raise ValueError(f"Method {method!r} needs data: an (x, y) pair or a tf.data.Dataset.")
+        data = sampling.draw(data, lambda x: _classes(model, x),
+                             samples_per_class=samples_per_class, num_draws=num_draws)
+    return _checked(criterion.score_fn(model, weights, data, seed=seed, **method_opts), weights, method)
+
+
+for _criterion in (grasp.GRASP, grasp.GRASP_ABS, snip.SNIP, random.RANDOM, magnitude.MAGNITUDE,
+                   synflow.SYNFLOW):
+    register(_criterion)
+

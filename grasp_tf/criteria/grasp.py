@@ -1,0 +1,68 @@
+"""GraSP (Wang, Zhang & Grosse, ICLR 2020): score ``S = -θ ⊙ Hg``, remove the largest.
+
+By default this is the official code's procedure: logits divided by ``temperature=200``;
+each draw split into ``num_chunks=2`` halves that run separately, batch norm in training
+mode with per-chunk statistics; ``g`` = sum of the chunks' mean-loss gradients with respect
+to the scored weights; ``Hg`` = Σ_c ∇θ(stop_gradient(g) · ∇θ L_c); and every Dense kernel
+redrawn from an untruncated Glorot normal for scoring (``reinit_dense``), the scored θ of a
+Dense kernel being the redrawn one. ``chunk_size`` cuts chunks into pieces of at most that
+many examples, summed with weights ``n_piece / n_chunk``: the same result without batch norm,
+per-piece batch-norm statistics with it. ``grasp_abs`` removes the smallest ``|θ ⊙ Hg|``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from grasp_tf import hessian, sampling
+from grasp_tf.criteria.base import Criterion, check_loss, dense_kernels, keyed, redrawn
+from grasp_tf.prunable import PrunableWeight
+
+
+def theta_and_hg(model: Any, weights: Sequence[PrunableWeight], sample: sampling.Sample, *,
+                 seed: int | None = None, temperature: float = 200.0, num_chunks: int = 2,
+                 reinit_dense: bool = True, chunk_size: int | None = None,
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The scored weights θ (Dense kernels redrawn if asked) and the Hessian-gradient product Hg."""
+    replace = redrawn(dense_kernels(model), seed) if reinit_dense else []
+    plan = [(d, x[piece], y[piece], weight)
+            for d, (x, y) in enumerate(sample.draws)
+            for chunk in sampling.chunk_slices(len(y), num_chunks)
+            for piece, weight in sampling.pieces(chunk, chunk_size)]
+    with hessian.bind(model, [w.variable for w in weights], replace) as function:
+        loss = hessian.ChunkLoss(function, temperature)
+        params = function.params
+        g = [tf.zeros_like(p) for p in params]
+        for d, x, y, weight in plan:
+            value, grads = loss.gradient(params, x, y, tf.constant(weight, tf.float32))
+            check_loss(value, f"a chunk of draw {d}")
+            g = [a + b for a, b in zip(g, grads)]
+        hg = [tf.zeros_like(p) for p in params]
+        for d, x, y, weight in plan:
+            _, products = loss.hessian_vector_product(params, x, y, tf.constant(weight, tf.float32), g)
+            hg = [a + b for a, b in zip(hg, products)]
+        return [p.numpy() for p in params], [h.numpy() for h in hg]
+
+
+def grasp_scores(model: Any, weights: Sequence[PrunableWeight], sample: sampling.Sample, *,
+                 seed: int | None = None, temperature: float = 200.0, num_chunks: int = 2,
+                 reinit_dense: bool = True, chunk_size: int | None = None) -> dict[str, np.ndarray]:
+    """``-θ ⊙ Hg`` per weight, as the reference stores it (the largest are removed)."""
+    theta, hg = theta_and_hg(model, weights, sample, seed=seed, temperature=temperature,
+                             num_chunks=num_chunks, reinit_dense=reinit_dense, chunk_size=chunk_size)
+    return keyed(weights, (-t * h for t, h in zip(theta, hg)))
+
+
+def grasp_abs_scores(model: Any, weights: Sequence[PrunableWeight], sample: sampling.Sample, *,
+                     seed: int | None = None, temperature: float = 200.0, num_chunks: int = 2,
+                     reinit_dense: bool = True, chunk_size: int | None = None) -> dict[str, np.ndarray]:
+    """``|θ ⊙ Hg|`` per weight (GraSP-abs of Frankle et al. 2021: the smallest are removed)."""
+    theta, hg = theta_and_hg(model, weights, sample, seed=seed, temperature=temperature,
+                             num_chunks=num_chunks, reinit_dense=reinit_dense, chunk_size=chunk_size)
+    return keyed(weights, (np.abs(t * h) for t, h in zip(theta, hg)))
+
+
+GRASP = Criterion("grasp", grasp_scores, remove_largest=True)
+GRASP_ABS = Criterion("grasp_abs", grasp_abs_scores, remove_largest=False)

@@ -1,0 +1,39 @@
+"""SNIP (Lee et al. 2019), as the PyTorch port GraSP compared with: ``S = |θ ⊙ g|``, remove the smallest.
+
+``g`` is the gradient of the mean loss over the whole sample (all draws) in one pass,
+batch norm in training mode, ``temperature=1``. ``reinit_kernels=True`` reproduces the
+port's quirk of redrawing every scored kernel from an untruncated Glorot normal first (the
+score then uses the redrawn θ). ``chunk_size`` bounds memory as in GraSP (batch-norm
+statistics then become per piece).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from grasp_tf import hessian, sampling
+from grasp_tf.criteria.base import Criterion, check_loss, keyed, redrawn
+from grasp_tf.prunable import PrunableWeight
+
+
+def snip_scores(model: Any, weights: Sequence[PrunableWeight], sample: sampling.Sample, *,
+                seed: int | None = None, temperature: float = 1.0, reinit_kernels: bool = False,
+                chunk_size: int | None = None) -> dict[str, np.ndarray]:
+    """``|θ ⊙ ∇θ L|`` per weight, L the mean loss of the whole sample."""
+    x, y = sample.concatenated()
+    scored = [w.variable for w in weights]
+    replace = redrawn(scored, seed) if reinit_kernels else []
+    with hessian.bind(model, scored, replace) as function:
+        loss = hessian.ChunkLoss(function, temperature)
+        params = function.params
+        g = [tf.zeros_like(p) for p in params]
+        for piece, weight in sampling.pieces(slice(0, len(y)), chunk_size):
+            value, grads = loss.gradient(params, x[piece], y[piece], tf.constant(weight, tf.float32))
+            check_loss(value, "the sample")
+            g = [a + b for a, b in zip(g, grads)]
+        return keyed(weights, (np.abs(p.numpy() * a.numpy()) for p, a in zip(params, g)))
+
+
+SNIP = Criterion("snip", snip_scores, remove_largest=False)

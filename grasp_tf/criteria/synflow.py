@@ -1,0 +1,112 @@
+"""SynFlow (Tanaka et al. 2020): ``S = |θ ⊙ ∂R/∂θ|``, remove the smallest; data-free and iterative.
+
+``R`` is the sum of the logits of the "linearised" network (every float variable replaced by
+its absolute value: kernels, biases, batch-norm parameters and moving statistics, as the
+authors' code does) on one all-ones input, in inference mode. ``compute_masks`` prunes over
+``rounds=100`` rounds, rescoring the masked network each round, with the density following
+``schedule="exponential"`` (density_r = (1 - s)^(r/rounds)) or ``"linear"``; the last round
+hits the requested sparsity exactly and pruned weights stay pruned. ``compute_scores`` gives
+the one-shot (first-round) scores. Data is only used for the input shape when the model
+does not declare it. Deep networks can overflow float32; that raises a clear error.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from grasp_tf import hessian, masking, sampling
+from grasp_tf.criteria.base import Criterion, keyed
+from grasp_tf.prunable import Prunable, PrunableWeight, prunable_weights
+
+SCHEDULES = ("exponential", "linear")
+
+
+def _ones_input(model: Any, data: Any) -> np.ndarray:
+    """One all-ones example shaped like the model's input (declared, or else taken from ``data``)."""
+    try:
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError, TypeError):
+        inputs = []
+    if len(inputs) > 1:
+        raise ValueError("SynFlow supports models with a single input.")
+    if inputs and all(d is not None for d in inputs[0].shape[1:]):
+        shape, dtype = tuple(inputs[0].shape[1:]), inputs[0].dtype
+    elif data is not None:
+        x = next(sampling.batches(data), (None, None))[0]
+        if x is None:
+            raise ValueError("The dataset is empty: it yielded no batches.")
+        shape, dtype = x.shape[1:], x.dtype
+    else:
+        raise ValueError("SynFlow needs the input shape: build the model on a keras.Input or pass data.")
+    dtype = tf.as_dtype(dtype)
+    return np.ones((1, *shape), dtype=np.float32 if dtype.is_floating else dtype.as_numpy_dtype)
+
+
+@contextlib.contextmanager
+def _linearised(model: Any, weights: Sequence[PrunableWeight], data: Any
+                ) -> Iterator[Callable[[Sequence[np.ndarray] | None], list[np.ndarray]]]:
+    """Scores of the |θ| network on an all-ones input, for any masking of its scored weights."""
+    absolute = [(v, np.abs(np.asarray(v))) for v in model.variables if tf.as_dtype(v.dtype).is_floating]
+    x = tf.constant(_ones_input(model, data))
+    with hessian.bind(model, [w.variable for w in weights], absolute) as function:
+        base = [np.asarray(p) for p in function.params]
+        flow = lambda p: tf.reduce_sum(function.logits(p, x, training=False))
+        gradient = tf.function(lambda params: hessian.gradient(flow, params))
+
+        def scores(masks: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+            values = base if masks is None else [b * m for b, m in zip(base, masks)]
+            params = function.params_at(values)
+            _, grads = gradient(params)
+            out = [np.abs(v * g.numpy()) for v, g in zip(values, grads)]
+            if not all(np.isfinite(s).all() for s in out):
+                raise ValueError("SynFlow scores overflowed float32 (the |θ| network's output is too "
+                                 "large for this depth); rescale the initialisation or prune another way.")
+            return out
+
+        yield scores
+
+
+def synflow_scores(model: Any, weights: Sequence[PrunableWeight], data: Any, *,
+                   seed: int | None = None) -> dict[str, np.ndarray]:
+    """One-shot SynFlow scores of the unpruned network."""
+    with _linearised(model, weights, data) as scores:
+        return keyed(weights, scores())
+
+
+def synflow_masks(model: Any, data: Any, sparsity: float, *, scope: str = "global",
+                  count_rule: str = "exact", seed: int | None = None, prunable: Prunable = None,
+                  samples_per_class: int | None = None, num_draws: int = 1, rounds: int = 100,
+                  schedule: str = "exponential", **unknown: Any) -> dict[str, np.ndarray]:
+    """Keep-masks from ``rounds`` rounds of SynFlow scoring and pruning (the sampling options are ignored)."""
+    if unknown:
+        raise ValueError(f"Unknown option(s) {sorted(unknown)} for method 'synflow'; it takes "
+                         "['rounds', 'schedule'] (plus prunable, seed).")
+    sparsity = masking.check_sparsity(sparsity)
+    masking.check_scope(scope)
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+    weights = prunable_weights(model, prunable)
+    keys = [w.key for w in weights]
+    masks = [np.ones(tuple(w.variable.shape), dtype=bool) for w in weights]
+    with _linearised(model, weights, data) as network_scores:
+        for r in range(1, rounds + 1):
+            if r == rounds:
+                target = sparsity
+            elif schedule == "exponential":
+                target = 1.0 - (1.0 - sparsity) ** (r / rounds)
+            else:
+                target = sparsity * r / rounds
+            scores = [np.where(m, s, -1.0) for m, s in zip(masks, network_scores(masks))]
+            new = masking.masks_from_scores(dict(zip(keys, scores)), target, scope=scope,
+                                            count_rule=count_rule)
+            masks = [new[k] & m for k, m in zip(keys, masks)]
+    return dict(zip(keys, masks))
+
+
+SYNFLOW = Criterion("synflow", synflow_scores, remove_largest=False, needs_data=False,
+                    iterative_masks=synflow_masks)

@@ -1,0 +1,286 @@
+"""Gradients and Hessian-gradient products of a Keras model's loss: float32, exact, side-effect free.
+
+A model is scored through :class:`ModelFunction`, which reads every variable of the model
+from tensors given to it (``keras.StatelessScope``): gradients flow to those tensors, and
+what the forward pass writes (batch-norm moving statistics, seed generators) is discarded, so
+the caller's model is never modified. Inside :func:`scoring_mode` every layer computes in
+float32 (whatever its mixed-precision policy) and Keras' moments keep the gradient through
+the mean in the variance, so second derivatives are exact through training-mode batch norm
+(stock ``tf.nn.moments`` puts a ``stop_gradient`` there: right first derivatives, Hg off by
+up to a few percent). A Hessian is never materialised: ``Hg = ∇θ (stop_gradient(g) · ∇θ L)``.
+
+tf_keras models (the tfmot path) have no stateless scope: :func:`bind` sets their variables
+for scoring and restores every one bit for bit afterwards, and routes their batch norms
+through the same exact moments (unfused) for the duration.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import threading
+from typing import Any, Callable, Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from grasp_tf.prunable import iter_layers
+
+Tensors = list[tf.Tensor]
+
+
+def _exact_moments(x: tf.Tensor, axes: Any, keepdims: bool, *_: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mean and biased variance of ``x``, differentiable twice (no stop-gradient on the mean)."""
+    y = tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
+    mean = tf.reduce_mean(y, axes, keepdims=True)
+    variance = tf.reduce_mean(tf.math.squared_difference(y, mean), axes, keepdims=True)
+    if not keepdims:
+        mean, variance = tf.squeeze(mean, axes), tf.squeeze(variance, axes)
+    return mean, variance
+
+
+_patch_lock = threading.Lock()
+_patch_depth = 0
+_stock_moments: tuple[Callable, Callable] | None = None
+
+
+@contextlib.contextmanager
+def exact_moments() -> Iterator[None]:
+    """Make Keras' moments (BatchNorm, LayerNorm, GroupNorm) exact to second order, then restore.
+
+    Forward values and first derivatives are the same ops as stock Keras; only the second
+    derivative changes (it becomes the true one). Synchronized batch norm computes plain
+    moments: scoring runs each chunk as one batch on one device anyway. Re-entrant.
+    """
+    from keras.src.backend.tensorflow import nn as backend_nn
+
+    global _patch_depth, _stock_moments
+    with _patch_lock:
+        if _patch_depth == 0:
+            _stock_moments = (backend_nn._compute_moments, backend_nn._compute_moments_sync)
+            backend_nn._compute_moments = _exact_moments
+            backend_nn._compute_moments_sync = _exact_moments
+        _patch_depth += 1
+    try:
+        yield
+    finally:
+        with _patch_lock:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                backend_nn._compute_moments, backend_nn._compute_moments_sync = _stock_moments
+
+
+def is_keras3(model: Any) -> bool:
+    """True for a Keras 3 model, False for a tf_keras (legacy Keras 2) one."""
+    return isinstance(model, keras.Layer)
+
+
+@contextlib.contextmanager
+def compute_dtype(model: Any, dtype: str = "float32") -> Iterator[None]:
+    """Every layer of ``model`` computes in ``dtype`` (e.g. float32 under mixed_float16), then restore."""
+    keras3 = is_keras3(model)
+    saved = []
+    for layer in [model, *iter_layers(model)]:
+        current = getattr(layer, "_dtype_policy", None)
+        if current is None or getattr(current, "quantization_mode", None) is not None:
+            continue
+        if current.compute_dtype != dtype or current.variable_dtype != dtype:
+            saved.append((layer, current))
+            if keras3:
+                layer._dtype_policy = keras.dtype_policies.get(dtype)
+            else:
+                layer._set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        for layer, current in saved:
+            if keras3:
+                layer._dtype_policy = current
+            else:
+                layer._set_dtype_policy(current)
+
+
+def _legacy_exact_moments(inputs: tf.Tensor, reduction_axes: Any, keep_dims: bool,
+                          mask: Any = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """tf_keras ``BatchNormalization._moments`` with the exact variance."""
+    if mask is not None:
+        raise ValueError("Scoring a tf_keras model does not support masked batch normalization.")
+    return _exact_moments(inputs, reduction_axes, keep_dims)
+
+
+@contextlib.contextmanager
+def _legacy_exact_batchnorm(model: Any) -> Iterator[None]:
+    """tf_keras batch norms compute exact (unfused) moments for the duration, then are restored."""
+    patched = []
+    for layer in iter_layers(model):
+        if any(c.__name__ == "BatchNormalization" for c in type(layer).__mro__) and hasattr(layer, "fused"):
+            patched.append((layer, layer.fused, "_moments" in layer.__dict__))
+            layer.fused = False
+            object.__setattr__(layer, "_moments", _legacy_exact_moments)
+    try:
+        yield
+    finally:
+        for layer, fused, had_own in patched:
+            layer.fused = fused
+            if not had_own:
+                object.__delattr__(layer, "_moments")
+
+
+@contextlib.contextmanager
+def scoring_mode(model: Any) -> Iterator[None]:
+    """Exact moments and float32 compute for the duration of a scoring computation."""
+    exact = exact_moments() if is_keras3(model) else _legacy_exact_batchnorm(model)
+    with exact, compute_dtype(model, "float32"):
+        yield
+
+
+def _float32_snapshot(variable: Any) -> tf.Tensor:
+    """A copy of a variable's value, floats as float32."""
+    value = np.array(variable)
+    if np.issubdtype(value.dtype, np.floating):
+        value = value.astype(np.float32)
+    return tf.constant(value)
+
+
+class ModelFunction:
+    """A Keras model as a pure function ``logits = f(params, x)`` of its scored weights.
+
+    ``params`` replace the scored variables; every other variable of the model reads the
+    snapshot in ``state`` (taken at construction, or given in ``replace``). Get one from
+    :func:`bind`. Softmax/sigmoid outputs are undone (Keras' ``_keras_logits``).
+    """
+
+    def __init__(self, model: Any, scored: Sequence[Any],
+                 replace: Sequence[tuple[Any, np.ndarray]] = ()) -> None:
+        self.model = model
+        self.scored = list(scored)
+        scored_ids = {id(v) for v in self.scored}
+        self.others = [v for v in model.variables if id(v) not in scored_ids]
+        replaced = {id(v): np.asarray(a) for v, a in replace}
+        value = lambda v: (tf.constant(replaced[id(v)].astype(np.float32)) if id(v) in replaced
+                           else _float32_snapshot(v))
+        self.params: Tensors = [value(v) for v in self.scored]
+        self.state: Tensors = [value(v) for v in self.others]
+
+    def params_at(self, values: Sequence[Any]) -> list[Any]:
+        """Parameters holding ``values`` (for scoring the model at other weights)."""
+        return [tf.convert_to_tensor(v, tf.float32) for v in values]
+
+    def logits(self, params: Sequence[tf.Tensor], x: tf.Tensor, *, training: bool) -> tf.Tensor:
+        """The model's pre-activation output on ``x`` with the scored weights set to ``params``."""
+        mapping = list(zip(self.scored, params)) + list(zip(self.others, self.state))
+        with keras.StatelessScope(state_mapping=mapping):
+            return _logits(self.model(x, training=training))
+
+
+class LegacyModelFunction:
+    """:class:`ModelFunction` for a tf_keras model: ``params`` are its variables, set in place.
+
+    Only valid inside :func:`bind`, which restores every variable on exit.
+    """
+
+    def __init__(self, model: Any, scored: Sequence[Any],
+                 replace: Sequence[tuple[Any, np.ndarray]] = ()) -> None:
+        self.model = model
+        self.params: list[Any] = list(scored)
+        for variable, value in replace:
+            variable.assign(np.asarray(value, dtype=variable.dtype.as_numpy_dtype))
+
+    def params_at(self, values: Sequence[Any]) -> list[Any]:
+        """The scored variables, assigned ``values``."""
+        for variable, value in zip(self.params, values):
+            variable.assign(value)
+        return self.params
+
+    def logits(self, params: Sequence[Any], x: tf.Tensor, *, training: bool) -> tf.Tensor:
+        """The model's pre-activation output on ``x`` (``params`` are the variables it reads)."""
+        return _logits(self.model(x, training=training))
+
+
+def _logits(out: Any) -> tf.Tensor:
+    """The float32 logits behind a model output (the input of a final softmax/sigmoid)."""
+    if not tf.is_tensor(out):
+        raise ValueError(f"Scoring needs a model with a single output tensor, got {type(out).__name__}.")
+    return tf.cast(getattr(out, "_keras_logits", out), tf.float32)
+
+
+@contextlib.contextmanager
+def bind(model: Any, scored: Sequence[Any],
+         replace: Sequence[tuple[Any, np.ndarray]] = ()) -> Iterator[ModelFunction | LegacyModelFunction]:
+    """The model as a function of ``scored``, in :func:`scoring_mode`; the model is untouched after.
+
+    ``replace`` gives other values to some variables (scored or not) for the scoring only.
+    """
+    with scoring_mode(model):
+        if is_keras3(model):
+            yield ModelFunction(model, scored, replace)
+            return
+        saved = [(v, v.numpy()) for v in model.variables]
+        try:
+            yield LegacyModelFunction(model, scored, replace)
+        finally:
+            for variable, value in saved:
+                variable.assign(value)
+
+
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor, temperature: float) -> tf.Tensor:
+    """Mean softmax cross-entropy of ``logits / temperature`` (the reference's objective)."""
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits / temperature))
+
+
+def gradient(f: Callable[[Tensors], tf.Tensor], params: Sequence[tf.Tensor]) -> tuple[tf.Tensor, Tensors]:
+    """``f(params)`` and its gradient (zeros where ``f`` does not depend on a tensor)."""
+    params = list(params)
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        value = f(params)
+    return value, tape.gradient(value, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def hessian_vector_product(f: Callable[[Tensors], tf.Tensor], params: Sequence[tf.Tensor],
+                           vector: Sequence[tf.Tensor]) -> tuple[tf.Tensor, Tensors]:
+    """``f(params)`` and ``H v`` = ∇(stop_gradient(v) · ∇f), by double backprop (no Hessian built)."""
+    params = list(params)
+    with tf.GradientTape() as outer:
+        outer.watch(params)
+        value, grads = gradient(f, params)
+        dot = tf.add_n([tf.reduce_sum(tf.stop_gradient(v) * g) for v, g in zip(vector, grads)])
+    return value, outer.gradient(dot, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+class ChunkLoss:
+    """Compiled gradient and Hg of ``weight · CE(logits / T)`` on one chunk, in training mode.
+
+    ``weight`` lets a chunk's mean loss be summed from smaller pieces (``chunk_size``).
+    Build and call it inside :func:`bind` (tracing reads the layers' state).
+    """
+
+    def __init__(self, function: ModelFunction | LegacyModelFunction, temperature: float) -> None:
+        if not (isinstance(temperature, numbers.Real) and np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        self.function = function
+        self.temperature = float(temperature)
+        self.gradient = tf.function(self._gradient, reduce_retracing=True)
+        self.hessian_vector_product = tf.function(self._hvp, reduce_retracing=True)
+
+    def _loss(self, x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor) -> Callable[[Tensors], tf.Tensor]:
+        return lambda p: weight * cross_entropy(
+            self.function.logits(p, x, training=True), y, self.temperature)
+
+    def _gradient(self, params: Tensors, x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor):
+        return gradient(self._loss(x, y, weight), params)
+
+    def _hvp(self, params: Tensors, x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor, vector: Tensors):
+        return hessian_vector_product(self._loss(x, y, weight), params, vector)
+
+
+def output_width(model: Any, x: np.ndarray) -> int:
+    """Width of the model's (single) output, i.e. its number of classes, from a one-example forward."""
+    with scoring_mode(model), (keras.StatelessScope() if is_keras3(model) else contextlib.nullcontext()):
+        out = model(x[:1], training=False)
+    if not tf.is_tensor(out) or len(out.shape) != 2:
+        raise ValueError(
+            "Scoring needs a classifier with one output of shape (batch, classes); got "
+            f"{tf.nest.map_structure(lambda t: tuple(t.shape), out)}.")
+    return int(out.shape[-1])

@@ -1,0 +1,151 @@
+"""`python -m train.run` as a user runs it: end to end, distributed, resumed after kill -9, bad input."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+SMALL = ["--dataset=fashion_mnist", "--model=conv4", "--method=grasp", "--sparsity=0.9",
+         "--train_limit=640", "--batch_size=64"]
+
+
+def run(args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "train.run", *args], cwd=ROOT, env=env or ENV,
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+def assert_masked_zeros(run_dir):
+    """The saved model's masks equal masks.npz and its pruned kernels are exactly zero."""
+    import keras
+    import grasp_tf
+
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    saved = dict(np.load(os.path.join(run_dir, "masks.npz")))
+    masks = grasp_tf.get_masks(model)
+    assert sorted(masks) == sorted(saved)
+    for key, mask in masks.items():
+        np.testing.assert_array_equal(mask, saved[key])
+    kernels = {f"{w.layer.name}/{v.name}": v.numpy() for w in model.layers if hasattr(w, "pruning_vars")
+               for v, _, _ in w.pruning_vars}
+    for key, mask in saved.items():
+        assert np.all(kernels[key][~mask] == 0.0), key
+        assert np.any(kernels[key][mask] != 0.0), key
+    return saved
+
+
+def test_end_to_end_fashion_mnist(tmp_path):
+    out = tmp_path / "run"
+    r = run([*SMALL, "--epochs=2", f"--output_dir={out}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "test accuracy" in r.stdout and "sparsity 0.9000" in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["epochs_completed"] == 2 and res["config"]["method"] == "grasp"
+    glob = res["sparsity"]["global"]
+    assert glob["total"] - glob["kept"] == int(np.floor(glob["total"] * 0.9))
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[0] == "epoch" and len(rows) == 3
+    assert {"test_accuracy", "test_loss", "lr", "loss", "accuracy"} <= set(rows[0].split(","))
+    assert os.listdir(out / "tensorboard")
+    assert not (out / "backup").exists()  # removed once training completed
+    assert_masked_zeros(out)
+    again = run([*SMALL, "--epochs=2", f"--output_dir={out}"])  # same command: nothing to redo
+    assert again.returncode == 0 and "already holds this finished run" in again.stdout
+
+
+def test_mirrored_on_two_logical_cpus(tmp_path):
+    out = tmp_path / "run"
+    r = run([*SMALL, "--epochs=1", "--steps_per_epoch=3", "--strategy=mirrored", "--cpu_devices=2",
+             f"--output_dir={out}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_masked_zeros(out)
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_worker_processes_on_loopback(tmp_path):
+    out = tmp_path / "run"
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "train.run", *SMALL, "--epochs=2", "--steps_per_epoch=2",
+         "--strategy=multi_worker", f"--output_dir={out}"], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    chief = assert_masked_zeros(out)
+    worker = dict(np.load(out / ".workers" / "worker_1" / "masks.npz"))
+    for k in chief:  # every worker pruned identically
+        np.testing.assert_array_equal(chief[k], worker[k])
+    assert json.loads((out / "results.json").read_text())["epochs_completed"] == 2
+
+
+def test_kill_during_epoch_two_then_rerun_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["--dataset=fashion_mnist", "--model=lenet300", "--method=grasp", "--sparsity=0.95",
+            "--train_limit=20000", "--epochs=3", f"--output_dir={out}"]
+    p = subprocess.Popen([sys.executable, "-m", "train.run", *args], cwd=ROOT, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    metrics = out / "metrics.csv"
+    deadline = time.time() + 300
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) == 2):
+        assert p.poll() is None and time.time() < deadline, "run ended before epoch 1 was logged"
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)  # now inside epoch 2
+    p.wait()
+    masks_before = dict(np.load(out / "masks.npz"))
+    assert not (out / "results.json").exists()
+    r = run(args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming: masks loaded" in r.stdout
+    assert "Epoch 2/3" in r.stdout and "Epoch 1/3" not in r.stdout
+    masks_after = assert_masked_zeros(out)
+    for k in masks_before:
+        np.testing.assert_array_equal(masks_before[k], masks_after[k])
+    epochs = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
+    assert epochs == [1, 2, 3]
+
+
+def write_flagfile(tmp_path, text):
+    path = tmp_path / "typo.cfg"
+    path.write_text(text)
+    return f"--flagfile={path}"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset=cifar11"], "unknown --dataset='cifar11'; choose one of fashion_mnist"),
+    (["--model=vgg99"], "unknown --model='vgg99'; choose one of"),
+    (["--method=grasp2"], "unknown --method='grasp2'; choose one of none, "),
+    (["--sparsity=1.0"], "--sparsity: sparsity must be in [0, 1)"),
+    (["--data_dir={tmp}/nowhere"], "Fashion-MNIST not found: looked for"),
+    (["--output_dir=/proc/forbidden"], "cannot write to --output_dir=/proc/forbidden"),
+    (["--samples_per_class=10", "--train_limit=5", "--epochs=1"], "pruning with --method=grasp failed:"),
+    (["{flagfile}"], "Unknown command line flag 'sparsty'"),
+])
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, args, message):
+    out = tmp_path / "out"
+    args = [a.format(tmp=tmp_path, flagfile=write_flagfile(tmp_path, "--sparsty=0.9\n")) for a in args]
+    if not any(a.startswith("--output_dir") for a in args):
+        args.append(f"--output_dir={out}")
+    r = run(args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
+    ours = [line for line in r.stderr.splitlines() if line.startswith(("error:", "FATAL"))]
+    assert len(ours) == 1 and message in ours[0], r.stderr[-2000:]
+    assert not out.exists()
