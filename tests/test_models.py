@@ -30,7 +30,7 @@ def bn_channels(model):
 
 def test_registry_names():
     assert models.names() == sorted(
-        ["conv4", "resnet20", "resnet32", "resnet56", "resnet110", "resnet50", "vgg16", "vgg19",
+        ["conv4", "lenet300", "resnet20", "resnet32", "resnet56", "resnet110", "resnet50", "vgg16", "vgg19",
          "vgg16_imagenet"])
 
 
@@ -40,6 +40,7 @@ def test_registry_names():
     ("resnet32", 10, (32, 32, 3), 2, 1_855_584, 1_860_522),
     ("resnet20", 10, (32, 32, 3), 1, 270_896, 272_474),  # He et al.'s 16/32/64 with projections
     ("resnet50", 1000, (224, 224, 3), None, 25_502_912, 25_557_032),  # torchvision: 25,557,032
+    ("lenet300", 10, (28, 28, 1), None, 266_200, 266_610),  # 784-300-100-10
 ])
 def test_parameter_counts(name, classes, shape, width, prunable, total):
     model = models.build(name, classes, shape, width=width)
