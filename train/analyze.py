@@ -252,7 +252,7 @@ def plot_gradnorm(summary: Sequence[dict[str, Any]], title: str, path: str) -> N
     """Relative gradient norm against pruning ratio: a line and shaded 95% CI per method (Fig. 2)."""
     sparsities = sorted({r["sparsity"] for r in summary})
     pos = {s: i for i, s in enumerate(sparsities)}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for method in dict.fromkeys(r["method"] for r in summary):
         rs = sorted((r for r in summary if r["method"] == method), key=lambda r: r["sparsity"])
         x = [pos[r["sparsity"]] for r in rs]
@@ -265,8 +265,9 @@ def plot_gradnorm(summary: Sequence[dict[str, Any]], title: str, path: str) -> N
     ax.set_xlabel("pruning ratio")
     ax.set_ylabel("gradient norm at init, pruned / dense")
     ax.set_title(title)
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     save_figure(fig, path)
 
 
@@ -286,7 +287,8 @@ def gradnorm(cfg: Config, out: str, log: Log) -> list[str]:
                                           "samples_per_class", "num_draws", "batch_size", "weights")}
     artifacts.write_json(files[2], {"settings": {**settings, "sparsities": sparsities, "examples": ds.train_size},
                                     "summary": summary})
-    title = (f"{cfg.model} on {cfg.dataset} ({cfg.weights} weights)\n"
+    model = f"{cfg.model} (width {cfg.width})" if cfg.width else cfg.model
+    title = (f"{model} on {cfg.dataset}, gradient w.r.t. {cfg.weights} weights\n"
              f"mean and 95% CI over {cfg.trials} initializations, gradient over {ds.train_size} examples")
     plot_gradnorm(summary, title, files[3])
     return files
@@ -355,7 +357,8 @@ def layers(cfg: Config, out: str, log: Log) -> list[str]:
         title = f"weights kept per layer ({len(masks)} runs)"
     else:
         labels, masks, keys = masks_computed(cfg)
-        title = f"{cfg.model} on {cfg.dataset}: weights kept per layer at {percent(cfg.sparsity)} pruned"
+        model = f"{cfg.model} (width {cfg.width})" if cfg.width else cfg.model
+        title = f"{model} on {cfg.dataset}: weights kept per layer at {percent(cfg.sparsity)} pruned"
     densities = [analysis.layer_densities(m, keys) for m in masks]
     rows = [{"index": i + 1, "weight": k, "size": int(np.size(masks[0][k])),
              **{label: d[k] for label, d in zip(labels, densities)}} for i, k in enumerate(keys)]
@@ -459,8 +462,7 @@ def aggregate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         key = group_key(r["config"]) + tuple(json.dumps(r["config"].get(k), sort_keys=True) for k in varying)
         groups.setdefault(key, []).append(r)
     rows = []
-    for key in sorted(groups, key=lambda k: tuple((0, x, "") if isinstance(x, float) else (1, 0.0, str(x))
-                                                   for x in k)):
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] != "none", k[2], k[3], *map(str, k[4:]))):
         members = groups[key]
         seeds = [r["config"].get("seed") for r in members]
         if len(set(seeds)) < len(seeds):
@@ -516,16 +518,27 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def plot_compare(rows: Sequence[dict[str, Any]], paper: dict[tuple[Any, ...], list[dict[str, str]]], metric: str,
                  path: str) -> None:
-    """Test accuracy against pruning ratio, one line (± std) per dataset/model/method/settings; paper hollow."""
+    """Test accuracy against pruning ratio, a line (± std) per method and recipe, dense runs as horizontal lines.
+
+    Published cells are hollow markers of the same colour. Fields shared by every line go to the title.
+    """
+    fields = ("method", "model", "dataset", "init", "settings")
     lines: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
-        lines.setdefault((r["dataset"], r["model"], r["method"], r["init"], r["settings"]), []).append(r)
-    sparsities = sorted({r["sparsity"] for r in rows})
+        lines.setdefault(tuple(r[f] for f in fields), []).append(r)
+    shared = [i for i in range(1, len(fields)) if len({k[i] for k in lines}) == 1]
+    sparsities = sorted({r["sparsity"] for r in rows if r["method"] != "none"}) or [0.0]
     pos = {s: i for i, s in enumerate(sparsities)}
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for (dataset, model, method, init, settings), rs in lines.items():
+    for key, rs in lines.items():
         rs = sorted(rs, key=lambda r: r["sparsity"])
-        label = " ".join(x for x in (method, model, dataset, "" if init == "kaiming" else init, settings) if x)
+        label = " ".join(str(key[i]) for i in range(len(fields)) if i not in shared and key[i])
+        if key[0] == "none":
+            label = label.replace("none", "dense", 1)
+            ax.axhline(rs[0][f"{metric}_mean"], color="black", linestyle="--", linewidth=1, label=label)
+            for c in paper.get(tuple(rs[0][k] for k in GROUP_KEYS), [])[:1]:
+                ax.axhline(float(c["mean"]), color="grey", linestyle=":", linewidth=1.5, label=f"{label} (paper)")
+            continue
         std = [r[f"{metric}_std"] if np.isfinite(r[f"{metric}_std"]) else 0.0 for r in rs]
         bars = ax.errorbar([pos[r["sparsity"]] for r in rs], [r[f"{metric}_mean"] for r in rs], yerr=std,
                            marker="o", capsize=3, label=label)
@@ -535,9 +548,11 @@ def plot_compare(rows: Sequence[dict[str, Any]], paper: dict[tuple[Any, ...], li
             ax.scatter(*zip(*published), facecolors="none", edgecolors=bars.lines[0].get_color(), s=70,
                        label=f"{label} (paper)")
     ax.set_xticks(range(len(sparsities)), [percent(s) for s in sparsities])
-    ax.set_xlabel("pruning ratio (0% = dense)")
+    ax.set_xlabel("pruning ratio")
     ax.set_ylabel(f"{metric.split('_')[0]} test accuracy (%)")
-    ax.set_title("test accuracy by method and pruning ratio (mean ± std over seeds)")
+    context = ", ".join(str(rows[0][fields[i]]) for i in shared if rows[0][fields[i]] not in ("", "kaiming"))
+    ax.set_title(f"{context}: test accuracy (mean ± std over seeds)" if context else
+                 "test accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     save_figure(fig, path)
