@@ -42,7 +42,7 @@ def assert_masked_zeros(run_dir):
 
 def test_end_to_end_fashion_mnist(tmp_path):
     out = tmp_path / "run"
-    r = run([*SMALL, "--epochs=2", f"--output_dir={out}"])
+    r = run([*SMALL, "--epochs=2", "--export", f"--output_dir={out}"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "test accuracy" in r.stdout and "sparsity 0.9000" in r.stdout
     res = json.loads((out / "results.json").read_text())
@@ -55,7 +55,10 @@ def test_end_to_end_fashion_mnist(tmp_path):
     assert os.listdir(out / "tensorboard")
     assert not (out / "backup").exists()  # removed once training completed
     assert_masked_zeros(out)
-    again = run([*SMALL, "--epochs=2", f"--output_dir={out}"])  # same command: nothing to redo
+    exported = json.loads((out / "export" / "sparsity.json").read_text())
+    assert res["export"]["parameters"]["sparse"] < res["export"]["parameters"]["dense"]
+    assert exported["parameters"] == res["export"]["parameters"]
+    again = run([*SMALL, "--epochs=2", "--export", f"--output_dir={out}"])  # same command: nothing to redo
     assert again.returncode == 0 and "already holds this finished run" in again.stdout
 
 

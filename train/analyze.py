@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from train import artifacts  # noqa: E402
+from train.errors import UsageError, run_cli  # noqa: E402
 
 COMMANDS = ("gradnorm", "layers", "curves", "compare")
 PAPER_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_results.csv")
@@ -41,10 +42,6 @@ METRIC_COLUMNS = ("loss", "test_loss", "accuracy", "test_accuracy")
 
 Config = flags.FlagValues
 Log = Callable[[str], None]
-
-
-class UsageError(Exception):
-    """A bad flag or missing input: reported in one line, exit code 2."""
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
@@ -600,14 +597,8 @@ def main(argv: Sequence[str], cfg: Config = flags.FLAGS) -> list[str]:
 
 
 def _entry(argv: list[str]) -> None:
-    """absl entry point: one-line errors, exit code 2, no traceback."""
-    from train.data import DataNotFoundError
-
-    try:
-        main(argv)
-    except (UsageError, DataNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    """absl entry point: bad input is one line on stderr, exit code 2."""
+    run_cli(main, argv, (ValueError,))
 
 
 if __name__ == "__main__":

@@ -194,5 +194,9 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
     }
     if chief:
         model.save(os.path.join(out, "model.keras"))
+        if cfg["export"]:  # overwrite: a run that crashed after exporting exports again on resume
+            exported = grasp_tf.export_saved_model(model, os.path.join(out, "export"), overwrite=True)
+            results["export"] = {"size": exported["size"], "parameters": exported["parameters"]}
+            log(f"exported a sparse SavedModel to {os.path.join(out, 'export')}")
         artifacts.write_json(os.path.join(out, "results.json"), results)
     return results

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,7 +22,7 @@ FLAGS = flags.FLAGS
 NOT_IN_IDENTITY = {"output_dir", "overwrite", "export", "strategy", "jit_compile", "data_dir"}
 
 
-from train.errors import UsageError  # noqa: E402
+from train.errors import UsageError, run_cli  # noqa: E402
 
 
 def config() -> dict:
@@ -127,14 +126,10 @@ def main(argv: list[str]) -> int:
 
 
 def _entry(argv: list[str]) -> None:
-    """absl entry point: one-line errors, exit code 2, no traceback."""
+    """absl entry point: bad input is one line on stderr, exit code 2."""
     from train.data import DataNotFoundError
 
-    try:
-        sys.exit(main(argv))
-    except (UsageError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main, argv, (DataNotFoundError,))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""`python -m train.export --run_dir=runs/x [--output=...] [--storage=sparse|dense] [--tflite] [--overwrite]`.
+
+Exports a finished run's ``model.keras`` (pruned weights held by the mask wrappers) as a
+SavedModel with ``sparsity.json`` inside (default ``<run_dir>/export``) and, with ``--tflite``,
+a sparse TFLite file beside it (``<output>.tflite``). Flags are defined only when run as a
+script, so importing ``export_run`` never clashes with ``train.flags``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def export_run(run_dir: str, output: str | None = None, storage: str = "sparse", tflite: bool = False,
+               overwrite: bool = False) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Export ``<run_dir>/model.keras``; returns (path, report) by kind (``saved_model``, ``tflite``)."""
+    import keras
+
+    import grasp_tf  # registers FixedMaskWrapper for loading
+
+    path = os.path.join(run_dir, "model.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} holds no model.keras: finish the run with python -m train.run first.")
+    model = keras.saving.load_model(path, compile=False)
+    output = output or os.path.join(run_dir, "export")
+    out = {"saved_model": (output, grasp_tf.export_saved_model(model, output, storage=storage, overwrite=overwrite))}
+    if tflite:
+        path = output.rstrip("/\\") + ".tflite"
+        out["tflite"] = (path, grasp_tf.export_tflite(model, path, overwrite=overwrite))
+    return out
+
+
+def _summary(path: str, report: dict[str, Any]) -> str:
+    g, size = report["global"], report["size"]
+    return (f"{path}: {report['format']} ({report['storage']} storage), {g['sparsity']:.2%} of "
+            f"{g['total']:,} prunable weights removed, {size['raw_bytes']:,} bytes ({size['gzip_bytes']:,} gzipped)")
+
+
+def main(argv: list[str]) -> int:
+    from absl import flags
+
+    f = flags.FLAGS
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
+    for path, report in export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite).values():
+        print(_summary(path, report))
+    return 0
+
+
+def _entry(argv: list[str]) -> None:
+    """absl entry point: bad input is one line on stderr, exit code 2."""
+    from train.errors import run_cli
+
+    run_cli(main, argv, (ValueError, OSError))
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("run_dir", None, "A train.run output directory holding model.keras.", required=True)
+    flags.DEFINE_string("output", None, "SavedModel directory to write (default: <run_dir>/export).")
+    flags.DEFINE_enum("storage", "sparse", ["sparse", "dense"], "sparse: only kept weights stored; dense: zeros too.")
+    flags.DEFINE_boolean("tflite", False, "Also write a sparse TFLite file at <output>.tflite.")
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing export.")
+    app.run(_entry)
