@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import threading
+import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 import keras
@@ -168,9 +169,12 @@ class ModelFunction:
 
     def logits(self, params: Sequence[tf.Tensor], x: tf.Tensor, *, training: bool) -> tf.Tensor:
         """The model's pre-activation output on ``x`` with the scored weights set to ``params``."""
-        mapping = list(zip(self.scored, params)) + list(zip(self.others, self.state))
-        with keras.StatelessScope(state_mapping=mapping):
-            return _logits(self.model(x, training=training))
+        return self.logits_at(params, self.state, x, training=training)
+
+    def logits_at(self, params: Sequence[tf.Tensor], state: Sequence[tf.Tensor], x: tf.Tensor, *,
+                  training: bool) -> tf.Tensor:
+        """:meth:`logits` with the other variables read from ``state`` instead of the snapshot."""
+        return stateless_logits(self.model, [*self.scored, *self.others], [*params, *state], x, training=training)
 
 
 class LegacyModelFunction:
@@ -195,6 +199,13 @@ class LegacyModelFunction:
     def logits(self, params: Sequence[Any], x: tf.Tensor, *, training: bool) -> tf.Tensor:
         """The model's pre-activation output on ``x`` (``params`` are the variables it reads)."""
         return _logits(self.model(x, training=training))
+
+
+def stateless_logits(model: Any, variables: Sequence[Any], values: Sequence[tf.Tensor], x: tf.Tensor, *,
+                     training: bool) -> tf.Tensor:
+    """The float32 logits of a Keras 3 ``model`` on ``x`` with ``variables`` reading ``values``."""
+    with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        return _logits(model(x, training=training))
 
 
 def _logits(out: Any) -> tf.Tensor:
@@ -249,11 +260,76 @@ def hessian_vector_product(f: Callable[[Tensors], tf.Tensor], params: Sequence[t
     return value, outer.gradient(dot, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
+def gradient_and_hessian_gradient(fs: Sequence[Callable[[Tensors], tf.Tensor]], params: Sequence[tf.Tensor],
+                                   ) -> tuple[list[tf.Tensor], Tensors, Tensors]:
+    """Each ``f(params)``, ``g = Σ ∇f`` and ``Hg = Σ_f ∇(stop_gradient(g) · ∇f)`` in one pass.
+
+    The double backprop runs through the very forward and backward passes that gave ``g``,
+    so nothing is recomputed; every ``f``'s activations are held at once.
+    """
+    params = list(params)
+    with tf.GradientTape() as outer:
+        outer.watch(params)
+        values, grads = zip(*(gradient(f, params) for f in fs))
+        g = [tf.add_n(list(parts)) for parts in zip(*grads)]
+        dot = tf.add_n([tf.reduce_sum(tf.stop_gradient(a) * a) for a in g])
+    return list(values), g, outer.gradient(dot, params, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+class _Compiled:
+    """The traced functions of one model's scoring loss; params and state are inputs, so calls reuse them.
+
+    Holds the model weakly (the cache is keyed on it). Traced at the first call of each
+    input shape, which happens inside :func:`bind` (tracing reads the scoring mode).
+    """
+
+    def __init__(self, function: ModelFunction, temperature: float) -> None:
+        self._model = weakref.ref(function.model)
+        self._variables = [*function.scored, *function.others]
+        self.temperature = temperature
+        self.gradient = tf.function(self._gradient, reduce_retracing=True, autograph=False)
+        self.hessian_vector_product = tf.function(self._hvp, reduce_retracing=True, autograph=False)
+        self.gradient_and_hessian_gradient = tf.function(self._fused, reduce_retracing=True, autograph=False)
+
+    def _loss(self, state: Tensors, x: tf.Tensor, y: tf.Tensor,
+              weight: tf.Tensor) -> Callable[[Tensors], tf.Tensor]:
+        model = self._model()
+        return lambda p: weight * cross_entropy(
+            stateless_logits(model, self._variables, [*p, *state], x, training=True), y, self.temperature)
+
+    def _gradient(self, params: Tensors, state: Tensors, x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor):
+        return gradient(self._loss(state, x, y, weight), params)
+
+    def _hvp(self, params: Tensors, state: Tensors, x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor,
+             vector: Tensors):
+        return hessian_vector_product(self._loss(state, x, y, weight), params, vector)
+
+    def _fused(self, params: Tensors, state: Tensors, xs: Tensors, ys: Tensors, weights: Tensors):
+        fs = [self._loss(state, x, y, w) for x, y, w in zip(xs, ys, weights)]
+        return gradient_and_hessian_gradient(fs, params)
+
+
+_compiled_cache: "weakref.WeakKeyDictionary[Any, dict[tuple, _Compiled]]" = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def _compiled(function: ModelFunction, temperature: float) -> _Compiled:
+    """The model's :class:`_Compiled` for these scored/other variables and temperature (made once)."""
+    key = (tuple(id(v) for v in function.scored), tuple(id(v) for v in function.others), temperature)
+    with _cache_lock:
+        per_model = _compiled_cache.setdefault(function.model, {})
+        if key not in per_model:
+            per_model[key] = _Compiled(function, temperature)
+        return per_model[key]
+
+
 class ChunkLoss:
     """Compiled gradient and Hg of ``weight · CE(logits / T)`` on one chunk, in training mode.
 
     ``weight`` lets a chunk's mean loss be summed from smaller pieces (``chunk_size``).
-    Build and call it inside :func:`bind` (tracing reads the layers' state).
+    Build and call it inside :func:`bind` (tracing reads the layers' state). For a Keras 3
+    model the traced functions are cached on the model (keyed weakly): later scorings of
+    the same model with the same temperature do not trace again.
     """
 
     def __init__(self, function: ModelFunction | LegacyModelFunction, temperature: float) -> None:
@@ -261,8 +337,17 @@ class ChunkLoss:
             raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
         self.function = function
         self.temperature = float(temperature)
-        self.gradient = tf.function(self._gradient, reduce_retracing=True)
-        self.hessian_vector_product = tf.function(self._hvp, reduce_retracing=True)
+        if isinstance(function, ModelFunction):
+            compiled, state = _compiled(function, self.temperature), function.state
+            self.gradient = lambda params, x, y, weight: compiled.gradient(params, state, x, y, weight)
+            self.hessian_vector_product = lambda params, x, y, weight, vector: compiled.hessian_vector_product(
+                params, state, x, y, weight, vector)
+            self.gradient_and_hessian_gradient = lambda params, xs, ys, weights: (
+                compiled.gradient_and_hessian_gradient(params, state, xs, ys, weights))
+        else:
+            self.gradient = tf.function(self._gradient, reduce_retracing=True)
+            self.hessian_vector_product = tf.function(self._hvp, reduce_retracing=True)
+            self.gradient_and_hessian_gradient = tf.function(self._fused, reduce_retracing=True)
 
     def _loss(self, x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor) -> Callable[[Tensors], tf.Tensor]:
         return lambda p: weight * cross_entropy(
@@ -273,6 +358,9 @@ class ChunkLoss:
 
     def _hvp(self, params: Tensors, x: tf.Tensor, y: tf.Tensor, weight: tf.Tensor, vector: Tensors):
         return hessian_vector_product(self._loss(x, y, weight), params, vector)
+
+    def _fused(self, params: Tensors, xs: Tensors, ys: Tensors, weights: Tensors):
+        return gradient_and_hessian_gradient([self._loss(x, y, w) for x, y, w in zip(xs, ys, weights)], params)
 
 
 def output_width(model: Any, x: np.ndarray) -> int:

@@ -7,7 +7,11 @@ to the scored weights; ``Hg`` = Σ_c ∇θ(stop_gradient(g) · ∇θ L_c); and e
 redrawn from an untruncated Glorot normal for scoring (``reinit_dense``), the scored θ of a
 Dense kernel being the redrawn one. ``chunk_size`` cuts chunks into pieces of at most that
 many examples, summed with weights ``n_piece / n_chunk``: the same result without batch norm,
-per-piece batch-norm statistics with it. ``grasp_abs`` removes the smallest ``|θ ⊙ Hg|``.
+per-piece batch-norm statistics with it. A single draw without ``chunk_size`` (the
+reference's CIFAR setting) runs as one compiled pass in which the double backprop goes
+through the very forward and backward passes that gave ``g`` (each chunk's activations
+held at once); otherwise ``g`` is summed piece by piece first and ``Hg`` piece by piece
+after, so memory is that of one piece. ``grasp_abs`` removes the smallest ``|θ ⊙ Hg|``.
 """
 from __future__ import annotations
 
@@ -34,6 +38,13 @@ def theta_and_hg(model: Any, weights: Sequence[PrunableWeight], sample: sampling
     with hessian.bind(model, [w.variable for w in weights], replace) as function:
         loss = hessian.ChunkLoss(function, temperature)
         params = function.params
+        if len(sample.draws) == 1 and chunk_size is None:  # one pass: g and Hg share the forward/backward
+            values, _, hg = loss.gradient_and_hessian_gradient(
+                params, [tf.constant(x) for _, x, _, _ in plan], [tf.constant(y) for _, _, y, _ in plan],
+                [tf.constant(w, tf.float32) for _, _, _, w in plan])
+            for value in values:
+                check_loss(value, "a chunk of draw 0")
+            return [p.numpy() for p in params], [h.numpy() for h in hg]
         g = [tf.zeros_like(p) for p in params]
         for d, x, y, weight in plan:
             value, grads = loss.gradient(params, x, y, tf.constant(weight, tf.float32))

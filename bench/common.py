@@ -1,0 +1,89 @@
+"""Shared helpers of the bench scripts: machine facts, peak-memory probes, timing, tables, output."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+
+def machine() -> dict[str, Any]:
+    """Date, host CPU model, core count and library versions, for the record."""
+    model = ""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
+    except OSError:
+        pass
+    import keras
+    import tensorflow as tf
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "loadavg_at_start": os.getloadavg()[0]}
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def reset_peak_rss() -> int:
+    """Reset the process's peak resident set size (Linux ``clear_refs`` 5); returns the current RSS in KiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kb("VmRSS")
+
+
+def peak_rss_since(baseline_kb: int) -> float:
+    """Peak RSS growth in MiB since :func:`reset_peak_rss` returned ``baseline_kb``."""
+    return (_status_kb("VmHWM") - baseline_kb) / 1024
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Wall seconds of one call of ``fn`` (which must block until its result is computed)."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values``."""
+    return float(statistics.median(values))
+
+
+def run_worker(script: str, args: Sequence[str]) -> dict[str, Any]:
+    """Run ``script --worker ...`` in a fresh Python and return the JSON its last stdout line holds."""
+    proc = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(stem: str, record: dict[str, Any], table: str, output_dir: str) -> None:
+    """``<stem>.json`` (everything) and ``<stem>.md`` (command, machine, table) in ``output_dir``."""
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, stem + ".json"), "w") as f:
+        json.dump(record, f, indent=1)
+    m = record["machine"]
+    with open(os.path.join(output_dir, stem + ".md"), "w") as f:
+        f.write(f"Command: `{record['command']}`  \n{m['date']}; {m['cpu']}, nproc {m['nproc']}; "
+                f"TensorFlow {m['tensorflow']}, Keras {m['keras']}; load average at start "
+                f"{m['loadavg_at_start']:.1f}.\n\n{table}")

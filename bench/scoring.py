@@ -1,0 +1,166 @@
+"""Scoring speed and memory: GraSP and SNIP against one forward+backward, first call vs warm, chunked scaling.
+
+For VGG19 and ResNet32x2 on one batch of 100 random 32x32x3 images (10 per class, in class
+order), each measurement runs in a fresh Python process (a worker), which reports:
+
+* ``first``: the first call as a user makes it in a new process (sampling, tracing and graph
+  optimisation included);
+* ``warm``: the median of ``--repeats`` later calls, interleaved with as many gradient steps
+  (one forward+backward: the gradient of the mean loss w.r.t. the prunable weights, training
+  mode, in a warm ``tf.function``), so that a ratio compares two medians taken under the
+  same machine load;
+* ``peak_mib``: the peak resident-memory growth of the first call, read from Linux's
+  ``VmHWM`` after resetting it (``/proc/self/clear_refs``) just before the call; the baseline
+  is the RSS after TensorFlow, the model and the data are loaded. ``tracemalloc`` cannot see
+  TensorFlow's C++ allocations, hence RSS; a fresh process per measurement keeps one
+  measurement's caches and allocator pools out of another's.
+
+Then GraSP with ``chunk_size`` on 100, 1,000 and 10,000 samples (``--scaling_model``, a smaller
+net so the 10,000-sample run fits on a CPU): time should grow linearly, memory stay flat.
+
+    python bench/scoring.py            # full run, writes bench/results/scoring.{json,md}
+    python bench/scoring.py --quick    # LeNet-300-100 only, in one process, < 1 minute
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import common  # noqa: E402
+
+MODELS = ("resnet32", "vgg19")
+SCALING_SIZES = (100, 1000, 10000)
+
+
+def batch(n: int, seed: int = 0) -> tuple:
+    """``n`` random 32x32x3 images, ``n/10`` per class, stacked in class order (as the reference's sample)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 32, 32, 3)).astype(np.float32), np.repeat(np.arange(10), n // 10)
+
+
+def gradient_step(model, x, y):
+    """A warm-able ``tf.function``: the mean-loss gradient w.r.t. the prunable weights, training mode."""
+    import tensorflow as tf
+
+    from grasp_tf.prunable import prunable_weights
+
+    kernels = [w.variable for w in prunable_weights(model)]
+    x, y = tf.constant(x), tf.constant(y)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tape.gradient(loss, kernels)
+
+    return lambda: [g.numpy() for g in step()]
+
+
+def measure(model_name: str, op: str, n: int, repeats: int, chunk_size: int | None) -> dict:
+    """First call (time, peak memory) and warm median of ``op`` in this process, beside warm gradient steps."""
+    import keras
+
+    import grasp_tf
+    import models
+
+    keras.utils.set_random_seed(0)
+    model = models.build(model_name, 10, (32, 32, 3), seed=0)
+    x, y = batch(n)
+    step = gradient_step(model, *batch(100))
+    opts = {} if chunk_size is None else {"chunk_size": chunk_size}
+    call = step if op == "step" else (lambda: grasp_tf.compute_scores(model, (x, y), op, **opts))
+    baseline = common.reset_peak_rss()
+    first = common.timed(call)
+    peak = common.peak_rss_since(baseline)
+    if op != "step":
+        step()  # trace and warm the reference step
+    ops, steps = [], []
+    for _ in range(repeats):
+        steps.append(common.timed(step))
+        ops.append(common.timed(call) if op != "step" else steps[-1])
+    warm, step_warm = common.median(ops), common.median(steps)
+    return {"model": model_name, "op": op, "n": n, "chunk_size": chunk_size, "repeats": repeats,
+            "first_s": first, "warm_s": warm, "step_warm_s": step_warm, "ratio_to_step": warm / step_warm,
+            "first_over_warm": first / warm, "peak_mib": peak, "warm_all_s": ops, "step_all_s": steps}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="LeNet-300-100 only, in this process, under a minute")
+    p.add_argument("--repeats", type=int, default=5, help="warm calls per measurement (median)")
+    p.add_argument("--scaling_model", default="conv4")
+    p.add_argument("--chunk_size", type=int, default=50)
+    p.add_argument("--output_dir", default=common.RESULTS)
+    p.add_argument("--parts", default="models,scaling",
+                   help="models (VGG19/ResNet32 timings), scaling (chunked 100/1k/10k), or both")
+    p.add_argument("--worker", nargs=3, metavar=("MODEL", "OP", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--worker_chunk_size", type=int, default=0, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def table(rows: list[dict], scaling: list[dict]) -> str:
+    """Markdown: per model the step, GraSP and SNIP times and ratios; then the chunked scaling."""
+    out = "" if not rows else common.markdown_table(
+        ["model", "op", "warm median (s)", "x one fwd+bwd (ratio of medians)", "x one fwd+bwd (median of per-call ratios)",
+         "first call (s)", "first / warm", "peak RSS growth (MiB)"],
+        [[r["model"], r["op"], f"{r['warm_s']:.3f}", f"{r['ratio_to_step']:.2f}",
+          f"{common.median([o / s for o, s in zip(r['warm_all_s'], r['step_all_s'])]):.2f}", f"{r['first_s']:.2f}",
+          f"{r['first_over_warm']:.2f}", f"{r['peak_mib']:.0f}"] for r in rows])
+    if scaling:
+        base = scaling[0]
+        out += ("\n" if out else "") + common.markdown_table(
+            ["model", "samples", "chunk_size", "first call (s)", "warm (s)", "warm / (n/100 x warm at 100)",
+             "peak RSS growth (MiB)"],
+            [[r["model"], r["n"], r["chunk_size"], f"{r['first_s']:.2f}", f"{r['warm_s']:.2f}",
+              f"{r['warm_s'] / (r['n'] / base['n'] * base['warm_s']):.2f}", f"{r['peak_mib']:.0f}"]
+             for r in scaling])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        model, op, n = args.worker
+        print(json.dumps(measure(model, op, int(n), args.repeats, args.worker_chunk_size or None)))
+        return
+    script = os.path.abspath(__file__)
+    parts = args.parts.split(",")
+    command = "python bench/scoring.py" + (" --quick" if args.quick else f" --repeats={args.repeats}") + (
+        "" if args.parts == "models,scaling" else f" --parts={args.parts}")
+    stem = "scoring_quick" if args.quick else "scoring" + ("" if len(parts) == 2 else "_" + parts[0])
+    rows: list[dict] = []
+    scaling: list[dict] = []
+    info = common.machine()
+
+    def save() -> None:
+        record = {"command": command, "machine": info, "rows": rows, "scaling": scaling}
+        common.write_outputs(stem, record, table(rows, scaling), args.output_dir)
+        print(table(rows, scaling), flush=True)
+
+    if args.quick:
+        rows += [measure("lenet300", op, 100, 2, None) for op in ("step", "grasp", "snip")]
+        scaling += [measure("lenet300", "grasp", n, 1, args.chunk_size) for n in (100, 200)]
+        save()
+        return
+    for model in MODELS if "models" in parts else ():  # saved after every measurement: a partial run keeps it
+        for op in ("step", "grasp", "snip"):
+            rows.append(common.run_worker(script, ["--worker", model, op, "100", f"--repeats={args.repeats}"]))
+            save()
+    for n in SCALING_SIZES if "scaling" in parts else ():
+        repeats = max(1, min(args.repeats, 1000 // n))
+        scaling.append(common.run_worker(script, ["--worker", args.scaling_model, "grasp", str(n),
+                                                  f"--repeats={repeats}", f"--worker_chunk_size={args.chunk_size}"]))
+        save()
+
+
+if __name__ == "__main__":
+    main()
