@@ -88,6 +88,15 @@ def check_input_shape(model: str, input_shape: Sequence[int], min_size: int,
     return shape
 
 
+def build_start(model: str, num_classes: int, input_shape: Sequence[int], init: str, seed: int | None,
+                min_size: int, max_size: int | None = None
+                ) -> tuple[int, keras.KerasTensor, Initializers]:
+    """The checked start of every build: ``(num_classes, the named Input, the initializers)``."""
+    num_classes = check_num_classes(num_classes)
+    shape = check_input_shape(model, input_shape, min_size, max_size)
+    return num_classes, keras.Input(shape=shape, name="input"), Initializers(init, seed)
+
+
 def conv2d(x: keras.KerasTensor, filters: int, kernel_size: int, strides: int, name: str,
            inits: Initializers, use_bias: bool = False) -> keras.KerasTensor:
     """A PyTorch-padded conv: ``kernel_size // 2`` zeros on every side, as ``nn.Conv2d(padding=k//2)``.

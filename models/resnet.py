@@ -5,8 +5,7 @@ from typing import Sequence
 
 import keras
 
-from models.layers import (Initializers, batch_norm, check_input_shape, check_no_width,
-                           check_num_classes, conv2d, dense)
+from models.layers import Initializers, batch_norm, build_start, check_no_width, conv2d, dense
 
 CIFAR_DEPTHS: tuple[int, ...] = (20, 32, 56, 110)
 """The depths with a registry name; any ``6n + 2`` builds through ``cifar_resnet``."""
@@ -46,11 +45,8 @@ def cifar_resnet(depth: int, num_classes: int, input_shape: Sequence[int], init:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"{name}: width must be a positive integer (1 gives stages 16/32/64, "
                          f"2 the reference's 32/64/128), got {width!r}.")
-    num_classes = check_num_classes(num_classes)
-    shape = check_input_shape(name, input_shape, min_size=1)
-    inits = Initializers(init, seed)
+    num_classes, inputs, inits = build_start(name, num_classes, input_shape, init, seed, min_size=1)
     blocks = (depth - 2) // 6
-    inputs = keras.Input(shape=shape, name="input")
     x = conv2d(inputs, 16 * width, 3, 1, "conv1", inits)
     x = batch_norm(x, "bn")
     x = keras.layers.ReLU(name="relu")(x)
@@ -89,10 +85,7 @@ def resnet50(num_classes: int, input_shape: Sequence[int], init: str = "kaiming"
     """
     name = "resnet50"
     check_no_width(name, width)
-    num_classes = check_num_classes(num_classes)
-    shape = check_input_shape(name, input_shape, min_size=32)
-    inits = Initializers(init, seed)
-    inputs = keras.Input(shape=shape, name="input")
+    num_classes, inputs, inits = build_start(name, num_classes, input_shape, init, seed, min_size=32)
     x = conv2d(inputs, 64, 7, 2, "conv1", inits)
     x = batch_norm(x, "bn1")
     x = keras.layers.ReLU(name="relu")(x)

@@ -5,8 +5,7 @@ from typing import Sequence
 
 import keras
 
-from models.layers import (Initializers, batch_norm, check_input_shape, check_no_width,
-                           check_num_classes, conv2d, dense)
+from models.layers import batch_norm, build_start, check_no_width, conv2d, dense
 
 
 def conv4(num_classes: int, input_shape: Sequence[int], init: str = "kaiming",
@@ -14,10 +13,7 @@ def conv4(num_classes: int, input_shape: Sequence[int], init: str = "kaiming",
     """Four bias-free 3x3 convs (32, 32, M, 64, 64, M) with BN + ReLU, global average pool, Dense."""
     name = "conv4"
     check_no_width(name, width)
-    num_classes = check_num_classes(num_classes)
-    shape = check_input_shape(name, input_shape, min_size=4)
-    inits = Initializers(init, seed)
-    inputs = keras.Input(shape=shape, name="input")
+    num_classes, inputs, inits = build_start(name, num_classes, input_shape, init, seed, min_size=4)
     x = inputs
     for i, filters in enumerate((32, 32, 64, 64), 1):
         x = conv2d(x, filters, 3, 1, f"conv{i}", inits)
@@ -39,10 +35,7 @@ def lenet300(num_classes: int, input_shape: Sequence[int], init: str = "kaiming"
     """
     name = "lenet300"
     check_no_width(name, width)
-    num_classes = check_num_classes(num_classes)
-    shape = check_input_shape(name, input_shape, min_size=1)
-    inits = Initializers(init, seed)
-    inputs = keras.Input(shape=shape, name="input")
+    num_classes, inputs, inits = build_start(name, num_classes, input_shape, init, seed, min_size=1)
     x = keras.layers.Flatten(name="flatten")(inputs)
     for i, units in enumerate((300, 100), 1):
         x = keras.layers.Dense(units, kernel_initializer=inits.conv_kernel(), bias_initializer="zeros",

@@ -5,8 +5,7 @@ from typing import Sequence
 
 import keras
 
-from models.layers import (Initializers, batch_norm, check_input_shape, check_no_width,
-                           check_num_classes, conv2d, dense)
+from models.layers import Initializers, batch_norm, build_start, check_no_width, conv2d, dense
 
 CIFAR_CONFIGS: dict[int, list[int | str]] = {
     16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
@@ -49,12 +48,9 @@ def cifar_vgg(depth: int, num_classes: int, input_shape: Sequence[int], init: st
                          f"{', '.join(map(str, CIFAR_CONFIGS))}.")
     name = f"vgg{depth}"
     check_no_width(name, width)
-    num_classes = check_num_classes(num_classes)
-    shape = check_input_shape(name, input_shape, min_size=16)
-    inits = Initializers(init, seed)
-    inputs = keras.Input(shape=shape, name="input")
+    num_classes, inputs, inits = build_start(name, num_classes, input_shape, init, seed, min_size=16)
     x = _features(inputs, CIFAR_CONFIGS[depth], "feature", inits, use_bias=False)
-    x = keras.layers.AveragePooling2D((shape[0] // 16, shape[1] // 16), name="avgpool")(x)
+    x = keras.layers.AveragePooling2D((inputs.shape[1] // 16, inputs.shape[2] // 16), name="avgpool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = dense(x, num_classes, "classifier", inits)
     return keras.Model(inputs, outputs, name=name)
@@ -70,10 +66,7 @@ def imagenet_vgg16(num_classes: int, input_shape: Sequence[int], init: str = "ka
     """
     name = "vgg16_imagenet"
     check_no_width(name, width)
-    num_classes = check_num_classes(num_classes)
-    shape = check_input_shape(name, input_shape, min_size=224, max_size=255)
-    inits = Initializers(init, seed)
-    inputs = keras.Input(shape=shape, name="input")
+    num_classes, inputs, inits = build_start(name, num_classes, input_shape, init, seed, min_size=224, max_size=255)
     x = _features(inputs, IMAGENET_VGG16, "features", inits, use_bias=True)
     x = keras.layers.Flatten(name="flatten")(x)
     for i in (0, 3):
