@@ -1,7 +1,6 @@
 """One training run: data -> model -> prune at init -> fit (strategy, checkpoints) -> results."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time

@@ -5,9 +5,7 @@ command after a crash resumes from the last completed epoch with the same masks.
 """
 from __future__ import annotations
 
-import json
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
