@@ -126,6 +126,10 @@ def test_scoring_mode_leaves_the_model_and_keras_as_they_were():
     model(x, training=True)  # give the moving statistics non-trivial values
     before = [v.numpy().copy() for v in model.variables]
     stock = (backend_nn._compute_moments, backend_nn._compute_moments_sync)
+    grappler = tf.config.optimizer.get_experimental_options().get("constant_folding", True)
+    with hessian.scoring_mode(model):
+        assert tf.config.optimizer.get_experimental_options()["constant_folding"] is False
+    assert tf.config.optimizer.get_experimental_options()["constant_folding"] is grappler
     g, _ = ours(model, x, y)
     assert all(a.dtype == np.float32 for a in g)
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, model.variables))
