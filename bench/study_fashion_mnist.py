@@ -8,8 +8,8 @@ study cell by cell (cells run seed-major, ``--jobs`` at a time: an interrupted s
 whole seeds). After each model x seed group, one separate process writes every cell's
 relative gradient norm at initialization (pruned / dense, ``grasp_tf.analysis``) beside it as
 ``gradnorm.json`` (TensorFlow never computes in the driver, which only starts processes).
-Then ``study.md`` / ``study.json`` (mean ± std over seeds) and ``study.png`` (accuracy vs
-sparsity per method) are rewritten.
+Then ``study.md`` / ``study.json`` (mean ± std over seeds) and ``study.png`` (accuracy and
+relative gradient norm vs sparsity per method) are rewritten.
 
     python bench/study_fashion_mnist.py                 # the full study (resumable)
     python bench/study_fashion_mnist.py --quick         # a one-minute smoke run in a temp dir
@@ -212,8 +212,25 @@ def markdown(summary: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compact_markdown(summary: list[dict[str, Any]]) -> str:
+    """Final test accuracy (%, mean ± std) per model and sparsity, one column per method (the README's table)."""
+    by = {(e["model"], e["method"], e["sparsity"]): e for e in summary}
+    lines = ["| model (dense acc.) | sparsity | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
+    for model in sorted({e["model"] for e in summary}):
+        dense = by.get((model, "none", 0.0))
+        label = model if dense is None else (
+            f"{model} ({pm(dense['final_test_accuracy'], dense['final_test_accuracy_std'], 100, 1)})")
+        for sparsity in sorted({e["sparsity"] for e in summary if e["model"] == model and e["method"] != "none"}):
+            row = [by.get((model, m, sparsity)) for m in METHODS]
+            lines.append(f"| {label} | {sparsity * 100:g}% | " + " | ".join(
+                "-" if e is None else pm(e["final_test_accuracy"], e["final_test_accuracy_std"], 100, 1)
+                for e in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(summary: list[dict[str, Any]], path: str) -> None:
-    """Final test accuracy vs sparsity, one line per method (error bars: std), one panel per model."""
+    """Per model (columns): final test accuracy vs sparsity (top) and relative gradient norm at init (bottom),
+    one line per method, error bars the std over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,28 +239,31 @@ def plot(summary: list[dict[str, Any]], path: str) -> None:
     model_names = sorted({e["model"] for e in summary})
     if not model_names:
         return
-    fig, axes = plt.subplots(1, len(model_names), figsize=(5.5 * len(model_names), 4), squeeze=False)
-    for ax, model in zip(axes[0], model_names):
-        for method in METHODS:
-            pts = sorted((e["sparsity"], e["final_test_accuracy"], e["final_test_accuracy_std"] or 0.0)
-                         for e in summary if e["model"] == model and e["method"] == method)
-            if pts:
-                xs = [f"{s * 100:g}" for s, _, _ in pts]
-                ax.errorbar(xs, [a * 100 for _, a, _ in pts], [d * 100 for _, _, d in pts], marker="o",
-                            capsize=3, label=method)
-        dense = [e for e in summary if e["model"] == model and e["method"] == "none"]
-        if dense:
-            ax.axhline(dense[0]["final_test_accuracy"] * 100, color="grey", ls="--", label="dense")
-        ax.set(title=f"{model} on Fashion-MNIST", xlabel="sparsity (%)", ylabel="final test accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend()
+    panels = (("final_test_accuracy", 100, "final test accuracy (%)"),
+              ("relative_gradient_norm", 1, "grad. norm at init / dense"))
+    fig, axes = plt.subplots(2, len(model_names), figsize=(5.5 * len(model_names), 7.5), squeeze=False)
+    for col, model in enumerate(model_names):
+        for row, (key, scale, label) in enumerate(panels):
+            ax = axes[row][col]
+            for method in METHODS:
+                pts = sorted((e["sparsity"], e[key], e[key + "_std"] or 0.0) for e in summary
+                             if e["model"] == model and e["method"] == method and e[key] is not None)
+                if pts:
+                    ax.errorbar([f"{p * 100:g}" for p, _, _ in pts], [v * scale for _, v, _ in pts],
+                                [d * scale for _, _, d in pts], marker="o", capsize=3, label=method)
+            dense = [e for e in summary if e["model"] == model and e["method"] == "none"]
+            if dense and key == "final_test_accuracy":
+                ax.axhline(dense[0][key] * scale, color="grey", ls="--", label="dense")
+            ax.set(title=f"{model} on Fashion-MNIST", xlabel="sparsity (%)", ylabel=label)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def report(args: argparse.Namespace) -> str:
-    """Rewrite study.json, study.md and study.png from the finished cells; returns the table."""
+    """Rewrite study.json, study.md and study.png from the finished cells; returns study.md's text."""
     rows = collect(args)
     summary = summarize(rows)
     table = markdown(summary, args)
@@ -251,10 +271,12 @@ def report(args: argparse.Namespace) -> str:
     with open(os.path.join(args.output_dir, "study.json"), "w") as f:
         json.dump({"settings": {k: v for k, v in vars(args).items() if k not in ("report_only", "quick")},
                    "cells_done": len(rows), "cells_total": total, "summary": summary, "rows": rows}, f, indent=1)
+    text = (f"{len(rows)} of {total} cells done.\n\nFinal test accuracy (%), mean ± std over seeds:\n\n"
+            f"{compact_markdown(summary)}\n{table}")
     with open(os.path.join(args.output_dir, "study.md"), "w") as f:
-        f.write(f"{len(rows)} of {total} cells done.\n\n{table}")
+        f.write(text)
     plot(summary, os.path.join(args.output_dir, "study.png"))
-    return f"{len(rows)} of {total} cells done.\n\n{table}"
+    return text
 
 
 def gradnorm_worker(dirs: list[str], args: argparse.Namespace) -> None:

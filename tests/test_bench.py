@@ -25,3 +25,21 @@ def test_scoring_quick_writes_every_measurement(tmp_path):
     assert record["machine"]["nproc"] >= 1
     markdown = (tmp_path / "scoring_quick.md").read_text()
     assert "python bench/scoring.py --quick" in markdown and "| lenet300 | grasp |" in markdown
+
+
+def test_study_tables_aggregate_seeds_into_mean_and_std():
+    from bench import study_fashion_mnist as study
+
+    rows = [{"model": "conv4", "method": m, "sparsity": s, "seed": seed, "final_test_accuracy": acc,
+             "best_test_accuracy": acc, "scoring_seconds": 1.0, "wall_seconds": 2.0,
+             "relative_gradient_norm": None if m == "none" else 0.5}
+            for m, s, accs in (("none", 0.0, (0.60, 0.70)), ("grasp", 0.98, (0.40, 0.50)), ("snip", 0.98, (0.30, 0.30)))
+            for seed, acc in enumerate(accs)]
+    summary = {(e["method"], e["sparsity"]): e for e in study.summarize(rows)}
+    assert summary[("grasp", 0.98)]["seeds"] == 2
+    assert math.isclose(summary[("grasp", 0.98)]["final_test_accuracy"], 0.45)
+    assert math.isclose(summary[("grasp", 0.98)]["final_test_accuracy_std"], math.sqrt(0.005))  # ddof=1
+    assert summary[("none", 0.0)]["relative_gradient_norm"] is None
+    compact = study.compact_markdown(list(summary.values())).splitlines()
+    assert compact[0] == "| model (dense acc.) | sparsity | grasp | snip | random | magnitude |"
+    assert compact[2:] == ["| conv4 (65.0 ± 7.1) | 98% | 45.0 ± 7.1 | 30.0 ± 0.0 | - | - |"]
