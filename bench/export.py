@@ -29,6 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import common  # noqa: E402
 import grasp_tf  # noqa: E402
 import models  # noqa: E402
 from grasp_tf import criteria, masking  # noqa: E402
@@ -195,42 +196,41 @@ def mb(n: int) -> str:
 
 def markdown(meta: dict, rows: list[dict], kernel_rows: list[dict], hybrid_rows: list[dict]) -> str:
     """The tables of bench/results/export.md."""
-    out = [f"Command: `{meta['command']}`  ", f"{meta['date']}, TF {meta['tensorflow']}, Keras {meta['keras']}, "
-           f"{meta['cpus']} CPU cores, load average {meta['load_before']} before / {meta['load_after']} after "
-           f"(shared machine), masks: {meta['methods']}, {meta['seconds']:.0f} s.", "",
-           "| model | sparsity | export | raw MB | gzip MB | raw vs dense SavedModel | batch 1 ms (best) "
-           "| batch 128 ms (best) | first call ms | max abs diff vs Keras |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        base = next(b for b in rows if b["model"] == r["model"] and b["sparsity"] == r["sparsity"]
+    def base(r: dict) -> dict:
+        return next(b for b in rows if b["model"] == r["model"] and b["sparsity"] == r["sparsity"]
                     and b["path"] == "savedmodel_dense")
-        out.append(f"| {r['model']} | {r['sparsity']:.1%} | {r['path']} | {mb(r['raw_bytes'])} | {mb(r['gzip_bytes'])} "
-                   f"| 1/{base['raw_bytes'] / r['raw_bytes']:.1f} | {r['b1_ms']:.1f} ({r['b1_best_ms']:.1f}) "
-                   f"| {r['b128_ms']:.0f} ({r['b128_best_ms']:.0f}) "
-                   f"| {r['first_call_ms']:.0f} | {r['max_abs_diff_vs_keras']:.1e} |")
-    dens = [r for r in rows if "densify_ms" in r]
-    if dens:
-        out += ["", "Densifying the sparse SavedModel's weights (what densify-at-every-call would add to each call; "
-                "the export densifies once, at the first call):", "",
-                "| model | sparsity | densify ms |", "|---|---|---|"]
-        out += [f"| {r['model']} | {r['sparsity']:.1%} | {r['densify_ms']:.1f} |" for r in dens]
-    if kernel_rows:
-        out += ["", "Sparse kernels: one pruned VGG19 conv layer computed densely (`tf.nn.conv2d`) vs as "
-                "im2col + `tf.sparse.sparse_dense_matmul`:", "",
-                "| layer | input | sparsity (model) | layer density | batch | dense conv ms | sparse matmul ms |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['layer']} {r['shape']} | {r['input_hw'][0]}x{r['input_hw'][1]} | {r['sparsity']:.1%} "
-                f"| {r['layer_density']:.2%} | {r['batch']} | {r['dense_conv_ms']:.1f} | {r['sparse_matmul_ms']:.1f} |"
-                for r in kernel_rows]
-    if hybrid_rows:
-        out += ["", "Whole VGG19 (Keras graph in a tf.function), every conv dense vs the convs under 1% density "
-                "computed as im2col + sparse matmul:", "",
-                "| model | sparsity | sparse convs | dense b1 ms | hybrid b1 ms | dense b128 ms | hybrid b128 ms |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| {r['model']} | {r['sparsity']:.1%} | {len(r['sparse_layers'])} | {r['dense_b1_ms']:.1f} "
-                f"| {r['hybrid_b1_ms']:.1f} | {r['dense_b128_ms']:.0f} | {r['hybrid_b128_ms']:.0f} |"
-                for r in hybrid_rows]
-    return "\n".join(out) + "\n"
+
+    out = f"Command: `{meta['command']}`  \n{meta['date']}, TF {meta['tensorflow']}, Keras {meta['keras']}, " \
+          f"{meta['cpus']} CPU cores, load average {meta['load_before']} before / {meta['load_after']} after " \
+          f"(shared machine), masks: {meta['methods']}, {meta['seconds']:.0f} s.\n\n"
+    out += common.markdown_table(
+        ["model", "sparsity", "export", "raw MB", "gzip MB", "raw vs dense SavedModel", "batch 1 ms (best)",
+         "batch 128 ms (best)", "first call ms", "max abs diff vs Keras"],
+        [[r["model"], f"{r['sparsity']:.1%}", r["path"], mb(r["raw_bytes"]), mb(r["gzip_bytes"]),
+          f"1/{base(r)['raw_bytes'] / r['raw_bytes']:.1f}", f"{r['b1_ms']:.1f} ({r['b1_best_ms']:.1f})",
+          f"{r['b128_ms']:.0f} ({r['b128_best_ms']:.0f})", f"{r['first_call_ms']:.0f}",
+          f"{r['max_abs_diff_vs_keras']:.1e}"] for r in rows])
+    sections = [
+        ("Densifying the sparse SavedModel's weights (what densify-at-every-call would add to each call; "
+         "the export densifies once, at the first call):", ["model", "sparsity", "densify ms"],
+         [[r["model"], f"{r['sparsity']:.1%}", f"{r['densify_ms']:.1f}"] for r in rows if "densify_ms" in r]),
+        ("Sparse kernels: one pruned VGG19 conv layer computed densely (`tf.nn.conv2d`) vs as "
+         "im2col + `tf.sparse.sparse_dense_matmul`:",
+         ["layer", "input", "sparsity (model)", "layer density", "batch", "dense conv ms", "sparse matmul ms"],
+         [[f"{r['layer']} {r['shape']}", f"{r['input_hw'][0]}x{r['input_hw'][1]}", f"{r['sparsity']:.1%}",
+           f"{r['layer_density']:.2%}", r["batch"], f"{r['dense_conv_ms']:.1f}", f"{r['sparse_matmul_ms']:.1f}"]
+          for r in kernel_rows]),
+        ("Whole VGG19 (Keras graph in a tf.function), every conv dense vs the convs under 1% density "
+         "computed as im2col + sparse matmul:",
+         ["model", "sparsity", "sparse convs", "dense b1 ms", "hybrid b1 ms", "dense b128 ms", "hybrid b128 ms"],
+         [[r["model"], f"{r['sparsity']:.1%}", len(r["sparse_layers"]), f"{r['dense_b1_ms']:.1f}",
+           f"{r['hybrid_b1_ms']:.1f}", f"{r['dense_b128_ms']:.0f}", f"{r['hybrid_b128_ms']:.0f}"]
+          for r in hybrid_rows]),
+    ]
+    for title, header, table_rows in sections:
+        if table_rows:
+            out += f"\n{title}\n\n" + common.markdown_table(header, table_rows)
+    return out
 
 
 def main() -> None:
