@@ -380,7 +380,7 @@ class ChunkLoss:
 
     def _fused(self, params: Tensors, xs: Tensors, ys: Tensors, weights: Tensors):
         return gradient_and_hessian_gradient(
-            [lambda p, x=x, y=y, w=w: gradient(self._loss(x, y, w), p) for x, y, w in zip(xs, ys, weights)], params)
+            [lambda p, x=x, y=y, w=w: self._gradient(p, x, y, w) for x, y, w in zip(xs, ys, weights)], params)
 
 
 def output_width(model: Any, x: np.ndarray) -> int:
