@@ -90,12 +90,20 @@ def masks_from_scores(
 
 
 def shuffle_within_layers(masks: Mapping[str, np.ndarray], seed: int | None = None) -> dict[str, np.ndarray]:
-    """Permute each mask within its tensor: same per-layer density, random positions.
+    """Each mask's kept count, at random positions of its tensor (keys in sorted order draw in turn).
 
-    The layerwise-shuffle ablation of Frankle et al. (2021).
+    The layerwise-shuffle ablation of Frankle et al. (2021). The result depends on the masks
+    only through their per-tensor counts, so it *is* the "random masks at the method's
+    per-layer densities" ablation: two mask sets with the same counts shuffle to the same masks.
     """
     rng = np.random.default_rng(seed)
-    return {k: rng.permutation(np.asarray(m).ravel()).reshape(np.shape(m)) for k, m in masks.items()}
+    out = {}
+    for k in sorted(masks):
+        m = np.asarray(masks[k], bool)
+        keep = np.zeros(m.size, bool)
+        keep[rng.permutation(m.size)[:int(m.sum())]] = True
+        out[k] = keep.reshape(m.shape)
+    return {k: out[k] for k in masks}
 
 
 def check_masks(masks: Mapping[str, np.ndarray], shapes: Mapping[str, tuple]) -> dict[str, np.ndarray]:

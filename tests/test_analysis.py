@@ -183,8 +183,8 @@ def write_run(path, method, sparsity, seed, best, final=None, dataset="fashion_m
         "config": config, "final_test_accuracy": best if final is None else final, "best_test_accuracy": best,
         "epochs_completed": epochs,
         "sparsity": {"weights": {}, "global": {"sparsity": 0.0 if method == "none" else sparsity}}})
-    for row in metrics or []:
-        artifacts.upsert_metrics_row(os.path.join(path, "metrics.csv"), row)
+    if metrics:
+        artifacts.write_metrics(os.path.join(path, "metrics.csv"), metrics)
     if masks is not None:
         artifacts.save_masks(os.path.join(path, "masks.npz"), masks)
 

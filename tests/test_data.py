@@ -92,14 +92,14 @@ def test_fashion_mnist_from_debian_package():
 
 def test_seed_fixes_order_and_augmentation_of_every_epoch():
     """Same seed -> same batches epoch after epoch; epochs reshuffle; another seed differs;
-    the pruning stream replays the first epoch and drawing from it leaves ``train`` alone."""
+    the runner's epochs are a pure function of (seed, epoch): starting at epoch 1 gives
+    exactly the second epoch; the pruning stream runs through the runner's epochs."""
 
     def two_epochs(d):
         return [_epoch(d.train) for _ in range(2)]
 
     a = data.load("fashion_mnist", seed=0, train_limit=512)
     b = data.load("fashion_mnist", seed=0, train_limit=512)
-    stream_x, stream_y = _epoch(b.train_stream().batch(512))
     (a1x, a1y), (a2x, a2y) = two_epochs(a)
     (b1x, b1y), (b2x, b2y) = two_epochs(b)
     np.testing.assert_array_equal(a1x, b1x)
@@ -107,12 +107,24 @@ def test_seed_fixes_order_and_augmentation_of_every_epoch():
     np.testing.assert_array_equal(a1y, b1y)
     assert not np.array_equal(a1y, a2y)
     assert sorted(a1y) == sorted(a2y)  # the same 512 examples each epoch
-    np.testing.assert_array_equal(stream_x, a1x)
-    np.testing.assert_array_equal(stream_y, a1y)
     _, c1y = _epoch(data.load("fashion_mnist", seed=1, train_limit=512).train)
     assert not np.array_equal(c1y, a1y)
-    other_stream_y = _epoch(a.train_stream(seed=1).batch(512))[1]
-    np.testing.assert_array_equal(other_stream_y, c1y)
+
+    assert a.steps_per_epoch == 4
+    e0x, e0y = _epoch(a.train_epochs(0).take(8))  # epochs 0 and 1, 4 batches each
+    e1x, e1y = _epoch(b.train_epochs(1).take(4))  # a fresh pipeline resumed at epoch 1
+    np.testing.assert_array_equal(e0x[512:], e1x)
+    np.testing.assert_array_equal(e0y[512:], e1y)
+    assert not np.array_equal(e0y[:512], e0y[512:]) and sorted(e0y[:512]) == sorted(e0y[512:])
+    assert not np.array_equal(e0x[:512], e0x[512:])
+    capped = _epoch(a.train_epochs(1, steps_per_epoch=2).take(2))[1]
+    np.testing.assert_array_equal(capped, e1y[:256])  # a cap takes the first batches of each epoch
+
+    stream_x, stream_y = _epoch(b.train_stream().batch(512).take(2))
+    np.testing.assert_array_equal(stream_x, e0x)
+    np.testing.assert_array_equal(stream_y, e0y)
+    other_stream_y = _epoch(a.train_stream(seed=1).batch(512).take(1))[1]
+    assert not np.array_equal(other_stream_y, e0y[:512])
 
 
 def test_validation_split_partitions_training_set_independently_of_seed():

@@ -1,11 +1,9 @@
-"""`python -m train.run` as a user runs it: end to end, distributed, resumed after kill -9, bad input."""
+"""`python -m train.run` as a user runs it: end to end, distributed, bad input (crashes: test_resume.py)."""
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -99,32 +97,6 @@ def test_two_worker_processes_on_loopback(tmp_path):
     assert json.loads((out / "results.json").read_text())["epochs_completed"] == 2
 
 
-def test_kill_during_epoch_two_then_rerun_resumes(tmp_path):
-    out = tmp_path / "run"
-    args = ["--dataset=fashion_mnist", "--model=lenet300", "--method=grasp", "--sparsity=0.95",
-            "--train_limit=20000", "--epochs=3", f"--output_dir={out}"]
-    p = subprocess.Popen([sys.executable, "-m", "train.run", *args], cwd=ROOT, env=ENV, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    metrics = out / "metrics.csv"
-    deadline = time.time() + 300
-    while not (metrics.exists() and len(metrics.read_text().splitlines()) == 2):
-        assert p.poll() is None and time.time() < deadline, "run ended before epoch 1 was logged"
-        time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGKILL)  # now inside epoch 2
-    p.wait()
-    masks_before = dict(np.load(out / "masks.npz"))
-    assert not (out / "results.json").exists()
-    r = run(args)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "resuming: masks loaded" in r.stdout
-    assert "Epoch 2/3" in r.stdout and "Epoch 1/3" not in r.stdout
-    masks_after = assert_masked_zeros(out)
-    for k in masks_before:
-        np.testing.assert_array_equal(masks_before[k], masks_after[k])
-    epochs = [int(line.split(",")[0]) for line in metrics.read_text().splitlines()[1:]]
-    assert epochs == [1, 2, 3]
-
-
 def write_flagfile(tmp_path, text):
     path = tmp_path / "typo.cfg"
     path.write_text(text)
@@ -135,7 +107,7 @@ def write_flagfile(tmp_path, text):
     (["--dataset=cifar11"], "unknown --dataset='cifar11'; choose one of fashion_mnist"),
     (["--model=vgg99"], "unknown --model='vgg99'; choose one of"),
     (["--method=grasp2"], "unknown --method='grasp2'; choose one of none, "),
-    (["--sparsity=1.0"], "--sparsity: sparsity must be in [0, 1)"),
+    (["--sparsity=1.0"], "flag --sparsity=1.0: must be in [0, 1)"),
     (["--data_dir={tmp}/nowhere"], "Fashion-MNIST not found: looked for"),
     (["--output_dir=/proc/forbidden"], "cannot write to --output_dir=/proc/forbidden"),
     (["--samples_per_class=10", "--train_limit=5", "--epochs=1"], "pruning with --method=grasp failed:"),
@@ -147,8 +119,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, args, message):
     if not any(a.startswith("--output_dir") for a in args):
         args.append(f"--output_dir={out}")
     r = run(args)
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
-    ours = [line for line in r.stderr.splitlines() if line.startswith(("error:", "FATAL"))]
+    ours = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(ours) == 1 and message in ours[0], r.stderr[-2000:]
     assert not out.exists()

@@ -20,17 +20,17 @@ import os
 import sys
 from typing import Any, Callable, Iterable, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import train.quiet  # noqa: E402,F401  (first: notes whether the user set TF's log level)
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from train import artifacts  # noqa: E402
-from train.errors import UsageError, run_cli  # noqa: E402
+from train.errors import UsageError, run_app  # noqa: E402
 
 COMMANDS = ("gradnorm", "layers", "curves", "compare")
 PAPER_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_results.csv")
@@ -52,20 +52,26 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name (train/data.py).", **d)
     flags.DEFINE_string("data_dir", None, "Where the dataset lives (default: its usual place).", **d)
     flags.DEFINE_string("model", "conv4", "Model name (models/).", **d)
-    flags.DEFINE_integer("width", 0, "ResNet width multiplier (0 = the model's default).", **d)
+    flags.DEFINE_integer("width", 0, "ResNet width multiplier (0 = the model's default).", lower_bound=0, **d)
     flags.DEFINE_enum("init", "kaiming", ["kaiming", "normal", "xavier"], "Weight initialisation.", **d)
     flags.DEFINE_list("methods", ["grasp", "snip", "random"], "Pruning methods to compare.", **d)
     flags.DEFINE_list("sparsities", ["0.8", "0.9", "0.95", "0.98", "0.99", "0.995"],
                       "gradnorm: pruning ratios (the paper's Fig. 2 range).", **d)
-    flags.DEFINE_float("sparsity", 0.95, "layers: the pruning ratio (the paper's Fig. 3 uses 95%).", **d)
+    flags.DEFINE_float("sparsity", 0.95, "layers: the pruning ratio in [0, 1) (the paper's Fig. 3 uses 95%).",
+                       lower_bound=0.0, **d)
+    flags.register_validator("sparsity", lambda v: v < 1.0, message="must be in [0, 1)", flag_values=fv)
     flags.DEFINE_integer("trials", 10, "gradnorm: initializations (seeds seed, seed+1, ...); the paper uses 10.",
+                         lower_bound=1, **d)
+    flags.DEFINE_integer("seed", 0, "Seed of the (first) initialization, scoring sample and data order.",
+                         lower_bound=0, upper_bound=2**31 - 2, **d)
+    flags.DEFINE_integer("samples_per_class", 10, "Class-balanced scoring sample per draw (as train.run).",
+                         lower_bound=0, **d)
+    flags.DEFINE_integer("num_draws", 1, "Class-balanced draws pooled for scoring (as train.run).", lower_bound=1,
                          **d)
-    flags.DEFINE_integer("seed", 0, "Seed of the (first) initialization, scoring sample and data order.", **d)
-    flags.DEFINE_integer("samples_per_class", 10, "Class-balanced scoring sample per draw (as train.run).", **d)
-    flags.DEFINE_integer("num_draws", 1, "Class-balanced draws pooled for scoring (as train.run).", **d)
-    flags.DEFINE_integer("limit", 0, "gradnorm: training examples the gradient is averaged over (0 = all).", **d)
+    flags.DEFINE_integer("limit", 0, "gradnorm: training examples the gradient is averaged over (0 = all).",
+                         lower_bound=0, **d)
     flags.DEFINE_integer("batch_size", 128, "gradnorm: batch size of the gradient pass (batch-norm statistics).",
-                         **d)
+                         lower_bound=1, **d)
     flags.DEFINE_enum("weights", "trainable", ["trainable", "prunable"],
                       "gradnorm: the gradient w.r.t. all trainable weights or only the prunable kernels.", **d)
     # layers / curves / compare: existing runs
@@ -588,19 +594,20 @@ def main(argv: Sequence[str], cfg: Config = flags.FLAGS) -> list[str]:
                          f"(got {list(argv[1:]) or 'no command'})")
     command = argv[1]
     out = cfg.output_dir or os.path.join("analysis", command)
+    created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     commands = {"gradnorm": gradnorm, "layers": layers, "curves": curves, "compare": compare}
-    files = commands[command](cfg, out, log)
+    try:
+        files = commands[command](cfg, out, log)
+    except (UsageError, ValueError):
+        if created and not os.listdir(out):  # a usage error leaves nothing behind
+            os.rmdir(out)
+        raise
     print("wrote " + ", ".join(files))
     return files
 
 
-def _entry(argv: list[str]) -> None:
-    """absl entry point: bad input is one line on stderr, exit code 2."""
-    run_cli(main, argv, (ValueError,))
-
-
 if __name__ == "__main__":
     define_flags()
-    app.run(_entry)
+    run_app(main, (ValueError,))

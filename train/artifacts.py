@@ -1,10 +1,12 @@
-"""Run-directory files written atomically (temp file + rename), so a crash never leaves half a file."""
+"""Run-directory files written atomically (temp file, fsync, rename), so a crash never leaves half a file."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
+import signal
 import tempfile
 from typing import Any, Mapping
 
@@ -12,6 +14,44 @@ import numpy as np
 
 RUN_FILES = ("config.json", "pruning.json", "masks.npz", "metrics.csv", "results.json", "model.keras")
 RUN_DIRS = ("backup", "tensorboard", "export")
+CRASH_ENV = "GRASP_TF_CRASH_AT"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: temp files are created 0600
+
+
+def crash_point(name: str, epoch: int | None = None) -> None:
+    """Fault injection for the crash tests: SIGKILL this process if ``$GRASP_TF_CRASH_AT`` names this point.
+
+    The variable holds ``name`` or ``name:epoch``; unset (always, outside tests) it costs one lookup.
+    """
+    want = os.environ.get(CRASH_ENV)
+    if want and want in (name, f"{name}:{epoch}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_file(tmp: str, path: str) -> None:
+    """Flush ``tmp`` to disk, give it the user's usual permissions and rename it to ``path``."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _atomic_write(path: str, write) -> None:
@@ -20,7 +60,7 @@ def _atomic_write(path: str, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.replace(tmp, path)
+        commit_file(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -52,27 +92,32 @@ def save_masks(path: str, masks: Mapping[str, np.ndarray]) -> None:
     _atomic_write(path, lambda f: np.savez_compressed(f, **{k: np.asarray(v, bool) for k, v in masks.items()}))
 
 
+def save_model(model: Any, path: str) -> None:
+    """``model.save(path)`` (a ``.keras`` file), atomically."""
+    d = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(d, ".tmp-" + os.path.basename(path))
+    try:
+        model.save(tmp)
+        commit_file(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def load_masks(path: str) -> dict[str, np.ndarray]:
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
 
-def upsert_metrics_row(path: str, row: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Write ``row`` into the per-epoch CSV, replacing a row of the same epoch (a resumed run)."""
-    rows = read_metrics(path)
-    rows = [r for r in rows if int(r["epoch"]) != int(row["epoch"])] + [{k: str(v) for k, v in row.items()}]
-    rows.sort(key=lambda r: int(r["epoch"]))
+def write_metrics(path: str, rows: list[Mapping[str, Any]]) -> None:
+    """The per-epoch CSV holding exactly ``rows`` (values as ``str``), columns ``epoch`` first."""
     fields = sorted({k for r in rows for k in r}, key=lambda k: (k != "epoch", k))
-
-    def write(f):
-        import io
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-        f.write(buf.getvalue().encode())
-    _atomic_write(path, write)
-    return rows
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows([{k: str(v) for k, v in r.items()} for r in rows])
+    _atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
 def read_metrics(path: str) -> list[dict[str, str]]:
@@ -90,3 +135,6 @@ def clear_run(path: str) -> None:
             os.remove(p)
     for name in RUN_DIRS:
         shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+    for name in os.listdir(path) if os.path.isdir(path) else ():
+        if name.startswith(".tmp-"):  # a temp file a killed process never renamed
+            os.remove(os.path.join(path, name))

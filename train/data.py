@@ -53,6 +53,8 @@ _FASHION_FILES = (
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _HOLDOUT_SEED = 20200101  # the validation hold-out is the same for every --seed
 _IMAGENET_SHUFFLE_BUFFER = 10_000
+_EPOCH_SALT = 0x6772617370  # mixed into every epoch seed ("grasp"), so epochs differ from other seed uses
+_LAST_EPOCH = 2**31  # "endless" epoch streams stop here
 
 
 def names() -> tuple[str, ...]:
@@ -70,7 +72,7 @@ class Data:
     """One dataset, ready for ``model.fit``: batched pipelines plus what the runner needs to know."""
 
     name: str
-    train: tf.data.Dataset  # shuffled (reshuffled each epoch), augmented, normalised, batched
+    train: tf.data.Dataset  # one epoch, shuffled (afresh at each iteration), augmented, normalised, batched
     test: tf.data.Dataset  # normalised, batched, in file order
     validation: tf.data.Dataset | None  # held out from the training files; None unless asked
     num_classes: int
@@ -78,21 +80,34 @@ class Data:
     train_size: int
     test_size: int
     validation_size: int
+    steps_per_epoch: int  # batches in one pass over the training examples (the last may be partial)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str  # where the examples were read from
     _stream: Callable[[int], tf.data.Dataset] = dataclasses.field(repr=False, compare=False)
+    _epochs: Callable[..., tf.data.Dataset] = dataclasses.field(repr=False, compare=False)
     _seed: int = dataclasses.field(repr=False, compare=False)
 
     def train_stream(self, seed: int | None = None) -> tf.data.Dataset:
         """The training examples one by one, shuffled, augmented and normalised like ``train``.
 
         This is where the pruning sample comes from (reference item 7): batch it and hand it
-        to ``grasp_tf`` (``data.train_stream().batch(250)`` etc.). Each call builds a fresh
-        pipeline, so drawing from it never changes the order ``train`` yields; with the load's
-        seed (the default) its first pass has the same order as ``train``'s first epoch.
+        to ``grasp_tf`` (``data.train_stream().batch(250)`` etc.). It runs through epoch 0,
+        1, 2, ... of ``train_epochs`` (unbatched), endlessly, so with the load's seed (the
+        default) the sample is drawn from the first epoch the runner trains on. Each call
+        builds a fresh pipeline: drawing from it never changes what ``train`` yields.
         """
         return self._stream(self._seed if seed is None else seed)
+
+    def train_epochs(self, first_epoch: int = 0, steps_per_epoch: int | None = None) -> tf.data.Dataset:
+        """Batches of epoch ``first_epoch``, then the next epoch's, endlessly (for ``fit(steps_per_epoch=)``).
+
+        Each epoch's order and augmentation are a pure function of (seed, epoch number), so a
+        run resumed at epoch ``e`` sees exactly the batches an uninterrupted run saw there.
+        ``steps_per_epoch`` caps the batches taken from each epoch (default: all of them,
+        ``self.steps_per_epoch``).
+        """
+        return self._epochs(first_epoch, steps_per_epoch)
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -122,6 +137,7 @@ def load(
     validation_split: float = 0.0,
     augment: bool = True,
     train_limit: int | None = None,
+    test_limit: int | None = None,
     download: bool = False,
     manual_dir: str | None = None,
 ) -> Data:
@@ -134,7 +150,8 @@ def load(
     ``validation_split``: the fraction of the training files held out as ``validation`` --
     a fixed random subset, the same for every seed.
     ``augment=False`` trains on un-augmented (still shuffled) images. ``train_limit`` keeps
-    only that many training examples (a fixed random subset), for quick runs. ``download``
+    only that many training examples (a fixed random subset), for quick runs; ``test_limit``
+    evaluates on the first that many test examples. ``download``
     lets tensorflow-datasets fetch CIFAR; ``manual_dir`` holds the ImageNet archives
     (default ``<data_dir>/downloads/manual``). Raises ``DataNotFoundError`` for missing
     data and ``ValueError`` for bad arguments.
@@ -147,6 +164,8 @@ def load(
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}.")
     if train_limit is not None and (not isinstance(train_limit, int) or train_limit < 1):
         raise ValueError(f"train_limit must be a positive integer or None, got {train_limit!r}.")
+    if test_limit is not None and (not isinstance(test_limit, int) or test_limit < 1):
+        raise ValueError(f"test_limit must be a positive integer or None, got {test_limit!r}.")
     spec = _SPECS[name]
     if name == "fashion_mnist":
         (x, y), (xt, yt), source = _fashion_mnist_arrays(data_dir)
@@ -157,7 +176,9 @@ def load(
     elif name == "tiny_imagenet":
         parts = _tiny_imagenet(data_dir, validation_split, train_limit)
     else:
-        parts = _imagenet(data_dir, manual_dir, seed, validation_split, train_limit)
+        parts = _imagenet(data_dir, manual_dir, validation_split, train_limit)
+    if test_limit is not None:
+        parts = dataclasses.replace(parts, test=parts.test.take(test_limit))
     return _assemble(name, spec, parts, batch_size, seed, augment)
 
 
@@ -185,6 +206,14 @@ def _size(ds: tf.data.Dataset) -> int:
     return n
 
 
+def _epoch_seed(seed: int, key: tf.Tensor) -> tf.Tensor:
+    """The stateless seed pair of one epoch: a pure function of the load's seed and the epoch key.
+
+    ``stateless_fold_in(s, d)`` is ``[hash(s), d]``: the pair is ``[hash(seed), key]``.
+    """
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, _EPOCH_SALT], tf.int64), key)
+
+
 def _assemble(name: str, spec: _Spec, parts: _Parts, batch_size: int, seed: int, augment: bool) -> Data:
     """Wrap raw splits into the shuffled/augmented/normalised/batched pipelines of a ``Data``."""
     mean = tf.constant(spec.mean, tf.float32)
@@ -194,17 +223,38 @@ def _assemble(name: str, spec: _Spec, parts: _Parts, batch_size: int, seed: int,
         image = tf.ensure_shape(image, spec.input_shape)
         return (tf.cast(image, tf.float32) / 255.0 - mean) / std, tf.cast(label, tf.int64)
 
+    def epoch(s: int, key: tf.Tensor) -> tf.Tensor:
+        """One pass over the training examples: order and augmentation depend on (s, key) only."""
+        pair = _epoch_seed(s, tf.cast(key, tf.int64))
+
+        def permute(j: tf.Tensor, window: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(window[1])[0]), seed=tf.random.experimental.stateless_fold_in(pair, -1 - j))
+            return tf.gather(window[0], order), tf.gather(window[1], order)
+
+        # Stateless shuffle: each window of `shuffle_buffer` examples (all of them, for the
+        # in-memory datasets) is permuted by a seed derived from (s, key, window index).
+        ds = parts.train.batch(parts.shuffle_buffer).enumerate().map(permute).unbatch()
+        if not augment:
+            return ds.map(lambda x, y: finish(parts.decode_eval(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.enumerate().map(  # the i-th example of the epoch gets its own stateless seed
+            lambda i, ex: finish(parts.decode_train(ex[0], tf.random.experimental.stateless_fold_in(pair, i)),
+                                 ex[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+
+    steps = -(-_size(parts.train) // batch_size)
+
+    def epochs(first: int, steps_per_epoch: int | None = None) -> tf.data.Dataset:
+        take = steps if steps_per_epoch is None else min(steps_per_epoch, steps)
+        keys = tf.data.Dataset.range(first, _LAST_EPOCH)
+        return keys.flat_map(lambda e: epoch(seed, e).batch(batch_size).take(take)).prefetch(tf.data.AUTOTUNE)
+
     def stream(s: int) -> tf.data.Dataset:
-        ds = parts.train.shuffle(parts.shuffle_buffer, seed=s, reshuffle_each_iteration=True)
-        if augment:
-            seeds = tf.data.Dataset.random(seed=s, rerandomize_each_iteration=True).batch(2)
-            ds = tf.data.Dataset.zip(ds, seeds).map(
-                lambda ex, sd: finish(parts.decode_train(ex[0], sd), ex[1]),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        else:
-            ds = ds.map(lambda x, y: finish(parts.decode_eval(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds
+        return tf.data.Dataset.range(_LAST_EPOCH).flat_map(lambda e: epoch(s, e))
+
+    # `train` reshuffles at every iteration: its epoch key is drawn from a seeded generator.
+    fresh_key = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    train = fresh_key.flat_map(lambda k: epoch(seed, k).batch(batch_size))
 
     def evaluation(ds: tf.data.Dataset) -> tf.data.Dataset:
         ds = ds.map(lambda x, y: finish(parts.decode_eval(x), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -213,7 +263,7 @@ def _assemble(name: str, spec: _Spec, parts: _Parts, batch_size: int, seed: int,
     val = parts.validation
     return Data(
         name=name,
-        train=stream(seed).batch(batch_size).prefetch(tf.data.AUTOTUNE),
+        train=train.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(tf.data.AUTOTUNE),
         test=evaluation(parts.test),
         validation=None if val is None else evaluation(val),
         num_classes=spec.num_classes,
@@ -221,10 +271,12 @@ def _assemble(name: str, spec: _Spec, parts: _Parts, batch_size: int, seed: int,
         train_size=_size(parts.train),
         test_size=_size(parts.test),
         validation_size=0 if val is None else _size(val),
+        steps_per_epoch=steps,
         mean=spec.mean,
         std=spec.std,
         source=parts.source,
         _stream=stream,
+        _epochs=epochs,
         _seed=seed,
     )
 
@@ -367,7 +419,7 @@ def _cifar(
 
 
 def _imagenet(
-    data_dir: str | None, manual_dir: str | None, seed: int, validation_split: float, train_limit: int | None
+    data_dir: str | None, manual_dir: str | None, validation_split: float, train_limit: int | None
 ) -> _Parts:
     """ImageNet 2012 from tensorflow-datasets, prepared from the manually downloaded archives."""
     import tensorflow_datasets as tfds
@@ -380,8 +432,9 @@ def _imagenet(
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     read = dict(
         decoders={"image": tfds.decode.SkipDecoding()},
-        shuffle_files=True,
-        read_config=tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=True),
+        # Files in a fixed order (tfds shuffled the records when it prepared them); each epoch
+        # permutes windows of them by seeds from (seed, epoch), so a resumed epoch replays exactly.
+        shuffle_files=False,
     )
     how = (
         f"Put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (from https://image-net.org, registration "

@@ -4,9 +4,25 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
+from absl import app, flags
+
 
 class UsageError(Exception):
     """A bad flag value, bad data or an unusable environment, said in one line."""
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's ``flags_parser``: an unknown flag or a value out of range is one line, exit 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(str(e))
 
 
 def run_cli(main: Callable[[list[str]], object], argv: list[str],
@@ -15,6 +31,18 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str],
     try:
         main(argv)
     except (UsageError, *expected) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(e))
     sys.exit(0)
+
+
+def run_app(main: Callable[[list[str]], object], expected: Sequence[type[BaseException]] = ()) -> None:
+    """``absl.app.run(main)``: flag errors and ``expected`` errors are one line and exit code 2, and
+    TensorFlow starts quietly unless ``--verbosity=0`` or more is given (``train.quiet``)."""
+    from train import quiet
+
+    def start(argv: list[str]) -> None:
+        verbosity = flags.FLAGS["verbosity"]
+        quiet.import_tensorflow(verbose=verbosity.present and verbosity.value >= 0)
+        run_cli(main, argv, expected)
+
+    app.run(start, flags_parser=parse_flags)

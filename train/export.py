@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import train.quiet  # noqa: F401  (first: notes whether the user set TF's log level)
 
 
 def export_run(run_dir: str, output: str | None = None, storage: str = "sparse", tflite: bool = False,
@@ -23,7 +23,11 @@ def export_run(run_dir: str, output: str | None = None, storage: str = "sparse",
     path = os.path.join(run_dir, "model.keras")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir} holds no model.keras: finish the run with python -m train.run first.")
-    model = keras.saving.load_model(path, compile=False)
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as e:  # Keras reports a truncated zip as "File not found", among others
+        raise ValueError(f"{path} exists but is not a readable Keras model ({type(e).__name__}); rerun the "
+                         "same python -m train.run command to write it again.") from None
     output = output or os.path.join(run_dir, "export")
     out = {"saved_model": (output, grasp_tf.export_saved_model(model, output, storage=storage, overwrite=overwrite))}
     if tflite:
@@ -39,29 +43,34 @@ def _summary(path: str, report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from absl import flags
+    from absl import flags, logging
 
+    from train.errors import UsageError
+
+    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs INFO lines
     f = flags.FLAGS
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
-    for path, report in export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite).values():
+        raise UsageError(f"unexpected arguments {argv[1:]} (flags need --name=value)")
+    if not os.path.isdir(f.run_dir):
+        raise UsageError(f"--run_dir={f.run_dir} is not a directory")
+    try:
+        exported = export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite)
+    except FileExistsError as e:
+        raise UsageError(f"{e.filename or str(e).split(' already exists')[0]} already exists; add --overwrite "
+                         "to replace it") from None
+    for path, report in exported.values():
         print(_summary(path, report))
     return 0
 
 
-def _entry(argv: list[str]) -> None:
-    """absl entry point: bad input is one line on stderr, exit code 2."""
-    from train.errors import run_cli
-
-    run_cli(main, argv, (ValueError, OSError))
-
-
 if __name__ == "__main__":
-    from absl import app, flags
+    from absl import flags
+
+    from train.errors import run_app
 
     flags.DEFINE_string("run_dir", None, "A train.run output directory holding model.keras.", required=True)
     flags.DEFINE_string("output", None, "SavedModel directory to write (default: <run_dir>/export).")
     flags.DEFINE_enum("storage", "sparse", ["sparse", "dense"], "sparse: only kept weights stored; dense: zeros too.")
     flags.DEFINE_boolean("tflite", False, "Also write a sparse TFLite file at <output>.tflite.")
     flags.DEFINE_boolean("overwrite", False, "Replace an existing export.")
-    app.run(_entry)
+    run_app(main, (ValueError, OSError))

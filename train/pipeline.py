@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -13,6 +14,7 @@ import keras
 import grasp_tf
 import models
 from train import artifacts, data
+from train.checkpoint import Checkpoints, EpochCheckpoint
 from train.errors import UsageError
 from train.optim import CoupledSGD, boundary_epochs, step_schedule
 
@@ -57,7 +59,8 @@ def scoring_data(cfg: dict, ds: data.Data) -> tuple[Any, dict]:
 
 def method_options(cfg: dict) -> dict:
     """Library keyword options this run's method understands."""
-    opts: dict[str, Any] = {"seed": cfg["seed"], "scope": cfg["scope"], "shuffle": cfg["shuffle_masks"]}
+    opts: dict[str, Any] = {"seed": cfg["seed"], "scope": cfg["scope"], "shuffle": cfg["shuffle_masks"],
+                            "invert": cfg["invert_masks"]}
     if cfg["method"] in ("grasp", "grasp_abs"):
         opts.update(temperature=cfg["temperature"], reinit_dense=cfg["reinit_dense"])
     if cfg["chunk_size"]:
@@ -82,6 +85,7 @@ def compute_or_load_masks(cfg: dict, model: keras.Model, ds: data.Data, out: str
                                        **sample_opts, **method_options(cfg))
     except ValueError as e:  # the library's clear message for bad input (classes, options, ...)
         raise UsageError(f"pruning with --method={cfg['method']} failed: {e}") from e
+    artifacts.crash_point("scoring")  # scored, nothing saved yet
     seconds = time.perf_counter() - t0
     log(f"scored in {seconds:.1f}s")
     return masks, seconds
@@ -128,19 +132,13 @@ class TestMetrics(keras.callbacks.Callback):
         logs.update(test_loss=float(loss), test_accuracy=float(acc), lr=float(lr))
 
 
-class MetricsCSV(keras.callbacks.Callback):
-    """metrics.csv, one row per epoch, rewritten atomically (a resumed epoch replaces its row)."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch, logs=None):
-        artifacts.upsert_metrics_row(self.path, {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
-
-
 def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
-    """Train one configuration to the end; returns (and writes) results.json's content."""
+    """Train one configuration to the end; returns (and writes) results.json's content.
+
+    Resumable at any point: masks come from ``masks.npz`` if saved, training from the newest
+    valid checkpoint, and each epoch's batches are a pure function of (seed, epoch), so a
+    resumed run ends bit-identical (on CPU) to one never interrupted.
+    """
     t_start = time.perf_counter()
     out = worker_dir(cfg["output_dir"], strategy)
     chief = is_chief(strategy)
@@ -149,36 +147,46 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
     keras.utils.set_random_seed(cfg["seed"])
     jit = cfg["jit_compile"] if cfg["jit_compile"] is not None else bool(tf.config.list_physical_devices("GPU"))
 
+    def build(seed: int) -> keras.Model:
+        return models.build(cfg["model"], ds.num_classes, ds.input_shape, init=cfg["init"],
+                            width=cfg["width"] or None, seed=seed)
+
     with strategy.scope():
-        model = models.build(cfg["model"], ds.num_classes, ds.input_shape, init=cfg["init"],
-                             width=cfg["width"] or None, seed=cfg["seed"])
+        model = build(cfg["seed"])
         masks, scoring_seconds = compute_or_load_masks(cfg, model, ds, out, log)
         if masks is not None:
             if not os.path.exists(os.path.join(out, "masks.npz")):
                 artifacts.write_json(os.path.join(out, "pruning.json"), {"scoring_seconds": scoring_seconds})
                 artifacts.save_masks(os.path.join(out, "masks.npz"), masks)
+            if cfg["reinit_weights"]:  # the reinitialize ablation: same masks, another draw of the weights
+                model = build(cfg["seed"] + 1)
             model = grasp_tf.apply_masks(model, masks)
-        steps = cfg["steps_per_epoch"] or int(np.ceil(ds.train_size / cfg["batch_size"]))
+        steps = min(cfg["steps_per_epoch"] or ds.steps_per_epoch, ds.steps_per_epoch)
         bounds = boundary_epochs(cfg["epochs"], [float(b) for b in cfg["lr_boundaries"]], cfg["lr_step_epochs"])
         optimizer = CoupledSGD(learning_rate=step_schedule(cfg["lr"], steps, bounds, cfg["lr_decay"]),
                                momentum=cfg["momentum"], coupled_weight_decay=cfg["weight_decay"])
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=jit)
+        checkpoints = Checkpoints(os.path.join(out, "backup"))
+        first_epoch, rows = checkpoints.restore(model, warn=log)
+    metrics_csv = os.path.join(out, "metrics.csv")
+    artifacts.write_metrics(metrics_csv, rows)  # derived from the checkpoint: a row it lacks is redone
+    if first_epoch:
+        log(f"resuming: epoch {first_epoch} of {cfg['epochs']} restored from {checkpoints.directory}")
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         prepare_multi_worker_fit(model, ds, strategy)
-    callbacks = [  # order matters: a metrics.csv row is written only once its epoch is backed up
+    callbacks = [  # order matters: the checkpoint takes the test metrics into its row
         TestMetrics(ds.test),
-        keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
-        MetricsCSV(os.path.join(out, "metrics.csv")),
+        EpochCheckpoint(checkpoints, rows, metrics_csv),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
     ]
-    train = ds.train.repeat() if cfg["steps_per_epoch"] else ds.train
-    model.fit(train, epochs=cfg["epochs"], steps_per_epoch=cfg["steps_per_epoch"] or None,
-              validation_data=ds.validation, callbacks=callbacks, shuffle=False,
-              verbose=1 if (chief and sys.stdout.isatty()) else (2 if chief else 0))
+    if first_epoch < cfg["epochs"]:
+        model.fit(ds.train_epochs(first_epoch, steps), epochs=cfg["epochs"], initial_epoch=first_epoch,
+                  steps_per_epoch=steps, validation_data=ds.validation, callbacks=callbacks, shuffle=False,
+                  verbose=1 if (chief and sys.stdout.isatty()) else (2 if chief else 0))
+    rows = callbacks[1].rows
 
-    rows = artifacts.read_metrics(os.path.join(out, "metrics.csv"))
     test_acc = [float(r["test_accuracy"]) for r in rows]
     report = grasp_tf.sparsity_report(model)
     results = {
@@ -191,10 +199,12 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
         "wall_seconds": time.perf_counter() - t_start,
     }
     if chief:
-        model.save(os.path.join(out, "model.keras"))
+        artifacts.save_model(model, os.path.join(out, "model.keras"))
         if cfg["export"]:  # overwrite: a run that crashed after exporting exports again on resume
             exported = grasp_tf.export_saved_model(model, os.path.join(out, "export"), overwrite=True)
             results["export"] = {"size": exported["size"], "parameters": exported["parameters"]}
             log(f"exported a sparse SavedModel to {os.path.join(out, 'export')}")
+        artifacts.crash_point("before_results")
         artifacts.write_json(os.path.join(out, "results.json"), results)
+    shutil.rmtree(checkpoints.directory, ignore_errors=True)  # the run is complete: results.json holds it
     return results

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags, logging
 
-from absl import app, flags, logging
+import train.quiet  # noqa: F401  (first: notes whether the user set TF's log level)
 
 import train.flags  # noqa: F401  (defines every flag)
 from train import artifacts
@@ -17,10 +17,11 @@ from train import artifacts
 FLAGS = flags.FLAGS
 
 # Flags that name where/how to run, not what is computed: a resumed run may change them.
-NOT_IN_IDENTITY = {"output_dir", "overwrite", "export", "strategy", "jit_compile", "data_dir"}
+NOT_IN_IDENTITY = {"output_dir", "overwrite", "export", "strategy", "jit_compile", "data_dir", "cpu_devices"}
 
 
-from train.errors import UsageError, run_cli  # noqa: E402
+from train.errors import UsageError, run_app  # noqa: E402
+from train.lock import RunLock  # noqa: E402
 
 
 def config() -> dict:
@@ -29,8 +30,8 @@ def config() -> dict:
 
 
 def validate(cfg: dict) -> None:
-    """Check flag values before anything is created or loaded."""
-    from grasp_tf import criteria, masking
+    """Check what flag parsing cannot (names, combinations) before anything is created or loaded."""
+    from grasp_tf import criteria
     import models
     from train import data
 
@@ -40,45 +41,42 @@ def validate(cfg: dict) -> None:
         raise UsageError(f"unknown --model={cfg['model']!r}; choose one of {', '.join(models.names())}")
     if cfg["method"] != "none" and cfg["method"] not in criteria.names():
         raise UsageError(f"unknown --method={cfg['method']!r}; choose one of none, {', '.join(criteria.names())}")
-    try:
-        masking.check_sparsity(cfg["sparsity"])
-    except ValueError as e:
-        raise UsageError(f"--sparsity: {e}") from None
-    for name in ("epochs", "batch_size"):
-        if cfg[name] <= 0:
-            raise UsageError(f"--{name} must be positive, got {cfg[name]}")
-    if not 0.0 <= cfg["validation_split"] < 1.0:
-        raise UsageError(f"--validation_split must be in [0, 1), got {cfg['validation_split']}")
-    for b in cfg["lr_boundaries"]:
-        try:
-            float(b)
-        except ValueError:
-            raise UsageError(f"--lr_boundaries must be fractions like 0.5,0.75, got {b!r}") from None
+    ablations = [f"--{k}" for k in ("shuffle_masks", "invert_masks", "reinit_weights") if cfg[k]]
+    if cfg["method"] == "none" and ablations:
+        raise UsageError(f"{ablations[0]} needs a pruning --method (got --method=none)")
+
+
+def _same_run(old: dict, new: dict) -> list[str]:
+    """Flags in which two runs' identities differ; a flag the older run predates counts as its default."""
+    defaults = {f.name: f.default for f in FLAGS.get_flags_for_module("train.flags")}
+    keys = (set(old) | set(new)) - NOT_IN_IDENTITY
+    return sorted(k for k in keys if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k)))
 
 
 def prepare_output_dir(path: str, cfg: dict, overwrite: bool) -> bool:
-    """Create (or reuse) the run directory; True if it holds a run to resume."""
-    identity = {k: v for k, v in cfg.items() if k not in NOT_IN_IDENTITY}
+    """Make the (locked) run directory ready; True if it holds this run to resume."""
     existing = artifacts.read_json(os.path.join(path, "config.json"))
     if existing is not None and not overwrite:
-        old = {k: v for k, v in existing.items() if k not in NOT_IN_IDENTITY}
-        if old != identity:
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        diff = _same_run(existing, cfg)
+        if diff:
             raise UsageError(f"{path} holds a different run (differs in {', '.join(diff)}); "
                              "use another --output_dir or --overwrite")
         return True
     try:
+        os.makedirs(path, exist_ok=True)  # the chief's lock made it; a worker's private directory is made here
         if overwrite:
             artifacts.clear_run(path)
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, ".write_test")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
+        artifacts.write_json(os.path.join(path, "config.json"), cfg)
     except OSError as e:
         raise UsageError(f"cannot write to --output_dir={path}: {e.strerror}") from None
-    artifacts.write_json(os.path.join(path, "config.json"), cfg)
     return False
+
+
+def _remove_fresh(path: str, created: bool) -> None:
+    """Undo a fresh run that could not start: our files, and the directory if we made it."""
+    artifacts.clear_run(path)
+    if created and os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)
 
 
 def main(argv: list[str]) -> int:
@@ -95,40 +93,43 @@ def main(argv: list[str]) -> int:
     from train import data, pipeline
 
     strategy = pipeline.make_strategy(cfg["strategy"])  # before any other TF op (multi-worker needs it)
-    import keras
-
-    keras.utils.set_random_seed(cfg["seed"])  # tf.data order and augmentation depend on the global seed
-    ds = data.load(cfg["dataset"], data_dir=cfg["data_dir"], batch_size=cfg["batch_size"], seed=cfg["seed"],
-                   validation_split=cfg["validation_split"], augment=cfg["augment"],
-                   train_limit=cfg["train_limit"] or None)
-    output_dir = cfg["output_dir"]
-    if not pipeline.is_chief(strategy):
-        output_dir = pipeline.worker_dir(output_dir, strategy)
-    resuming = prepare_output_dir(output_dir, cfg, cfg["overwrite"])
-    if resuming and os.path.exists(os.path.join(output_dir, "results.json")):
-        print(f"{output_dir} already holds this finished run (results.json); use --overwrite to redo it")
-        return 0
+    chief = pipeline.is_chief(strategy)
+    output_dir = cfg["output_dir"] if chief else pipeline.worker_dir(cfg["output_dir"], strategy)
+    created = not os.path.exists(output_dir)
+    lock = RunLock(output_dir)
+    if chief:  # one writer per run directory; other workers write to their own subdirectories
+        lock.acquire()
+    resuming = False
     try:
+        resuming = prepare_output_dir(output_dir, cfg, cfg["overwrite"])
+        if resuming and os.path.exists(os.path.join(output_dir, "results.json")):
+            print(f"{output_dir} already holds this finished run (results.json); use --overwrite to redo it")
+            return 0
+        import keras
+
+        keras.utils.set_random_seed(cfg["seed"])  # tf.data's seeds mix in the global seed
+        try:
+            ds = data.load(cfg["dataset"], data_dir=cfg["data_dir"], batch_size=cfg["batch_size"],
+                           seed=cfg["seed"], validation_split=cfg["validation_split"], augment=cfg["augment"],
+                           train_limit=cfg["train_limit"] or None, test_limit=cfg["test_limit"] or None)
+        except data.DataNotFoundError as e:
+            raise UsageError(str(e)) from None
+        except ValueError as e:
+            raise UsageError(f"--dataset={cfg['dataset']}: {e}") from None
         results = pipeline.run(cfg, ds, strategy)
     except UsageError:
         if not resuming:  # a fresh run that could not start leaves nothing behind
-            artifacts.clear_run(output_dir)
-            if not os.listdir(output_dir):
-                os.rmdir(output_dir)
+            lock.release()
+            _remove_fresh(output_dir, created)
         raise
-    if pipeline.is_chief(strategy):
+    finally:
+        lock.release()
+    if chief:
         print(f"test accuracy {results['final_test_accuracy']:.4f} (best {results['best_test_accuracy']:.4f}), "
               f"sparsity {results['sparsity']['global']['sparsity']:.4f}, results in "
               f"{os.path.join(cfg['output_dir'], 'results.json')}")
     return 0
 
 
-def _entry(argv: list[str]) -> None:
-    """absl entry point: bad input is one line on stderr, exit code 2."""
-    from train.data import DataNotFoundError
-
-    run_cli(main, argv, (DataNotFoundError,))
-
-
 if __name__ == "__main__":
-    app.run(_entry)
+    run_app(main)

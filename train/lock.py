@@ -1,0 +1,93 @@
+"""One writer per run directory: a lock file naming its holder, released by the kernel when the holder dies.
+
+The lock is a POSIX record lock (``fcntl.lockf``, honoured over NFSv4 too) on
+``<output_dir>/.lock``, which holds the holder's pid, host and start time so that a refused
+process can say who holds it. A process that dies, however it dies, loses the lock with it:
+the next run finds the file, takes the lock over and says so.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from typing import Callable
+
+from train.errors import UsageError
+
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """Hold the run directory ``directory`` (created if needed) for this process, or refuse at once."""
+
+    def __init__(self, directory: str, flag: str = "--output_dir"):
+        self.directory = directory
+        self.path = os.path.join(directory, LOCK_FILE)
+        self.flag = flag
+        self._fd: int | None = None
+
+    def acquire(self, say: Callable[[str], None] = print) -> None:
+        """Take the lock; ``UsageError`` naming the holder if another live process has it."""
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot write to {self.flag}={self.directory}: {e.strerror}") from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:
+                raise UsageError(f"cannot write to {self.flag}={self.directory}: {e.strerror}") from None
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _describe(_read(fd))
+                os.close(fd)
+                raise UsageError(f"{self.flag}={self.directory} is in use by {holder}; wait for it to finish, "
+                                 "stop it, or choose another --output_dir") from None
+            try:  # the holder may have removed the file between our open and our lock: lock the new one
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        previous = _read(fd)
+        if previous:
+            say(f"took over the lock of {_describe(previous)}, which is no longer running")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file and let go (also happens, minus the removal, when the process dies)."""
+        if self._fd is None:
+            return
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except ValueError:
+        return {}
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "another process"
+    return f"pid {holder.get('pid')} on {holder.get('host')} (started {holder.get('started')})"
