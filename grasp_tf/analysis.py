@@ -24,7 +24,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from grasp_tf import api, criteria, hessian, masking, sampling, wrappers
+from grasp_tf import api, criteria, hessian, keys, masking, sampling
 from grasp_tf.prunable import prunable_weights
 
 Data = Union[tuple[Any, Any], tf.data.Dataset]
@@ -67,7 +67,7 @@ def _multipliers(model: Any, masks: Masks | None, variables: Sequence[Any]) -> l
     out: list[np.ndarray | None] = [None] * len(variables)
     if masks is None:
         return out
-    checked, owners = wrappers.validate_masks(model, masks)
+    checked, owners = keys.validate_masks(model, masks)
     index = {id(v): i for i, v in enumerate(variables)}
     for key, mask in checked.items():
         var = owners[key][1]

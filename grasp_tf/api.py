@@ -1,11 +1,12 @@
 """The public pipeline: model + data -> scores -> masks -> pruned model."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from grasp_tf import criteria, masking, wrappers
+from grasp_tf import criteria, keras3_masks, masking
+from grasp_tf.prunable import is_tf_keras
 
 
 def compute_scores(model: Any, data: Any, method: str = "grasp", **opts: Any) -> dict[str, np.ndarray]:
@@ -66,4 +67,36 @@ def prune_model(
     ``PruneLowMagnitude`` with the masks pinned. Keyword options go to ``compute_masks``.
     """
     masks = compute_masks(model, data, sparsity, method, scope, **opts)
-    return wrappers.apply_masks(model, masks)
+    return apply_masks(model, masks)
+
+
+def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
+    """``model`` with fixed keep-masks applied: masked weights zeroed and held at zero in training.
+
+    Sequential / functional / nested models: returns a new model (layers owning masked weights
+    wrapped in ``FixedMaskWrapper``, all weights copied); the caller's model is untouched.
+    Subclassed models: masks their variables in place and returns the same model.
+    tf_keras models: returns a clone wrapped in tfmot's ``PruneLowMagnitude`` with the masks
+    pinned (see ``grasp_tf.tfmot_compat``). Masks already on the model are kept for keys
+    ``masks`` does not name. Raises ``ValueError`` (model untouched) for unknown keys, wrong
+    shapes or non-binary values.
+    """
+    if is_tf_keras(model):
+        from grasp_tf import tfmot_compat  # imports tfmot, which switches the process to legacy Keras
+
+        return tfmot_compat.apply_masks(model, masks)
+    return keras3_masks.apply_masks(model, masks)
+
+
+def strip_pruning(model: Any) -> Any:
+    """``model`` with plain Keras layers and the masks baked in as zeros.
+
+    Sequential / functional models: a new model without wrappers. Subclassed models: the
+    mask constraints are removed in place (weights re-zeroed first) and the same model is
+    returned. tf_keras models: tfmot's own ``strip_pruning`` after re-zeroing.
+    """
+    if is_tf_keras(model):
+        from grasp_tf import tfmot_compat
+
+        return tfmot_compat.strip_pruning(model)
+    return keras3_masks.strip_pruning(model)

@@ -32,10 +32,13 @@ from typing import Any, Callable
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.export.export_utils import get_input_signature, make_tf_tensor_spec  # no public accessor
 
-from grasp_tf.prunable import iter_layers
-from grasp_tf.wrappers import FixedMaskWrapper, is_tf_keras, sparsity_report, strip_pruning, weights_by_key
+from grasp_tf import _keras_internals
+from grasp_tf.keras3_masks import strip_pruning
+from grasp_tf.keys import weights_by_key
+from grasp_tf.prunable import is_tf_keras
+from grasp_tf.reports import sparsity_report
+from grasp_tf.wrappers import FixedMaskWrapper
 
 STORAGES = ("sparse", "dense")
 QUANTIZE = (None, "dynamic", "float16")
@@ -207,14 +210,14 @@ def _serving_module(model: keras.Model, storage: str) -> tf.Module:
     """A tf.Module with ``serve`` and ``dense_weights`` over its own copies of ``model``'s variables."""
     if storage not in STORAGES:
         raise ValueError(f"Unknown storage {storage!r}; choose one of {', '.join(STORAGES)}.")
-    plain = strip_pruning(model) if any(isinstance(l, FixedMaskWrapper) for l in iter_layers(model)) else model
+    plain = strip_pruning(model) if any(isinstance(l, FixedMaskWrapper) for l in _keras_internals.flatten_layers(model)) else model
     keys = {id(var): key for key, entries in weights_by_key(plain).items() for _, var in entries
             if len(entries) == 1}
     variables = list(plain.variables)
     module = tf.Module()
     module.store = _Store([keys.get(id(v), v.path) for v in variables], [np.asarray(v.numpy()) for v in variables],
                           sparse=storage == "sparse")
-    signature = tf.nest.map_structure(make_tf_tensor_spec, get_input_signature(plain))
+    signature = _keras_internals.input_signature(plain)
 
     def serve(*inputs: Any) -> Any:
         with keras.StatelessScope(state_mapping=list(zip(variables, module.store.read()))):

@@ -7,7 +7,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from grasp_tf.prunable import PrunableWeight, iter_layers
+from grasp_tf import _keras_internals
+from grasp_tf.prunable import PrunableWeight
 
 ScoreFn = Callable[..., Mapping[str, np.ndarray]]
 MaskFn = Callable[..., dict[str, np.ndarray]]
@@ -65,7 +66,7 @@ def glorot_normal(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
 def dense_kernels(model: Any) -> list[Any]:
     """The kernel of every Dense layer of ``model``, in layer order."""
     kernels = {}
-    for layer in iter_layers(model):
+    for layer in _keras_internals.flatten_layers(model):
         if any(c.__name__ == "Dense" for c in type(layer).__mro__) and getattr(layer, "kernel", None) is not None:
             kernels.setdefault(id(layer.kernel), layer.kernel)
     return list(kernels.values())
