@@ -37,16 +37,8 @@ def compute_masks(
     the same fraction. ``shuffle=True`` permutes each mask within its tensor (the
     layerwise-shuffle ablation). ``count_rule`` is documented in ``grasp_tf.masking``.
     """
-    sparsity = masking.check_sparsity(sparsity)
-    masking.check_scope(scope)
-    crit = criteria.get(method)
-    if crit.iterative_masks is not None:
-        masks = crit.iterative_masks(model, data, sparsity, scope=scope, count_rule=count_rule,
-                                     seed=seed, **opts)
-    else:
-        scores = criteria.score(model, data, method, seed=seed, **opts)
-        masks = masking.masks_from_scores(scores, sparsity, remove_largest=crit.remove_largest,
-                                          scope=scope, count_rule=count_rule)
+    (masks,) = criteria.masks(model, data, [sparsity], method, scope=scope, count_rule=count_rule, seed=seed,
+                              **opts)
     if shuffle:
         masks = masking.shuffle_within_layers(masks, seed)
     return masks
