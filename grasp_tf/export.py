@@ -90,13 +90,34 @@ def _report(model: keras.Model, store: Store, fmt: str, storage: str, sizes: dic
 
 def export_saved_model(model: keras.Model, path: str | os.PathLike, *, storage: str = "sparse",
                        overwrite: bool = False) -> dict[str, Any]:
-    """Save ``model`` (pruned or not) as a SavedModel at ``path`` with ``sparsity.json`` inside; returns the report.
+    """Save ``model`` (pruned or not) as a SavedModel at ``path``, with its report in ``sparsity.json``.
 
-    The mask wrappers are stripped (pruned weights saved as zeros or, with ``storage="sparse"``,
-    not saved at all). The SavedModel has a ``serving_default`` signature and ``serve`` /
-    ``dense_weights`` functions; load it with ``tf.saved_model.load``. An existing ``path`` is
-    refused (``FileExistsError``) unless ``overwrite=True`` and it is a SavedModel directory;
-    an unwritable one raises ``OSError``; nothing is left half-written.
+    The mask wrappers are stripped first (pruned weights saved as zeros or, with
+    ``storage="sparse"``, not saved at all). The SavedModel has a ``serving_default``
+    signature and ``serve`` / ``dense_weights`` functions; load it with
+    ``tf.saved_model.load``. Nothing is left half-written on failure.
+
+    Args:
+        model: a built Keras 3 model, pruned or not.
+        path: the SavedModel directory to write.
+        storage: ``"sparse"`` (non-zero values + the cheapest index per weight, densified once
+            at the first call) or ``"dense"`` (plain variables; loadable by Keras' ``TFSMLayer``).
+        overwrite: replace an existing SavedModel (or empty) directory at ``path``.
+
+    Returns:
+        The report written to ``sparsity.json``: ``sparsity_report(model)`` plus how each
+        weight is stored, parameter counts and file sizes (``docs/export.md``).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        ValueError: a tf_keras or unbuilt model, an unknown storage, or an existing ``path``
+            that is not a SavedModel directory.
+        OSError: ``path`` cannot be written.
+
+    Example:
+
+    >>> report = grasp_tf.export_saved_model(pruned, "pruned_savedmodel")
+    >>> served = tf.saved_model.load("pruned_savedmodel").serve(x[:8])
     """
     _check_model(model)
     path = os.path.abspath(os.fspath(path))
@@ -129,13 +150,31 @@ def _check_tflite_runs(content: bytes) -> None:
 
 def export_tflite(model: keras.Model, path: str | os.PathLike, *, sparse: bool = True, quantize: str | None = None,
                   overwrite: bool = False) -> dict[str, Any]:
-    """Convert ``model`` (mask wrappers stripped) to a TFLite file at ``path``; returns the report.
+    """Convert ``model`` (mask wrappers stripped) to a TFLite file at ``path``, checked to run first.
 
-    ``sparse=True`` adds TFLite's ``EXPERIMENTAL_SPARSITY`` optimisation (sparse weights stored
-    compressed, densified by the runtime once at load); ``quantize`` is None, ``"dynamic"``
-    (int8 weights) or ``"float16"``. The file is checked to run in TF's TFLite interpreter
-    before it is written; a combination the runtime cannot run raises ``ValueError``.
-    Existing / unwritable paths are handled as in ``export_saved_model``.
+    The converted model is run once in TF's TFLite interpreter before the file is written.
+
+    Args:
+        model: a built Keras 3 model, pruned or not.
+        path: the ``.tflite`` file to write.
+        sparse: add TFLite's ``EXPERIMENTAL_SPARSITY`` optimisation (sparse weights stored
+            compressed, densified by the runtime once at load).
+        quantize: None, ``"dynamic"`` (int8 weights) or ``"float16"``.
+        overwrite: replace an existing file at ``path``.
+
+    Returns:
+        The export report (as ``export_saved_model``'s, without per-weight storage).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        ValueError: a tf_keras or unbuilt model, an unknown ``quantize``, a combination the
+            TFLite runtime cannot run, or an existing ``path`` that is not a file.
+        OSError: ``path`` cannot be written.
+
+    Example:
+
+    >>> report = grasp_tf.export_tflite(pruned, "pruned.tflite", quantize="dynamic")
+    >>> report["size"]["raw_bytes"]
     """
     _check_model(model)
     if quantize not in QUANTIZE:

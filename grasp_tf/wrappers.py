@@ -40,6 +40,20 @@ class FixedMaskWrapper(keras.layers.Wrapper):
         masks: initial keep-masks by weight name (default all-ones); when given, the
             weights are zeroed where the mask is False as soon as the wrapper is built.
             Not part of the config: saved models restore masks from their variables.
+        **kwargs: ``keras.layers.Wrapper`` arguments (``name`` defaults to
+            ``prune_low_magnitude_<layer name>``, ``dtype`` to the layer's policy).
+
+    Raises:
+        ValueError: at build, when a named weight is not one of the layer's own, nothing is
+            chosen, or a mask's shape differs from its weight's.
+
+    Example:
+
+    >>> dense = keras.layers.Dense(4)
+    >>> wrapped = FixedMaskWrapper(dense, masks={"kernel": keep})  # keep: bool array (in_dim, 4)
+    >>> model = keras.Sequential([keras.Input((in_dim,)), wrapped])
+
+    ``grasp_tf.apply_masks`` builds these for a whole model; direct use is for custom layouts.
     """
 
     _grasp_tf_wrapper = True

@@ -108,3 +108,27 @@ def test_every_module_is_small_and_opens_with_its_purpose(name):
     lines = open(path, encoding="utf-8").read().splitlines()
     assert len(lines) <= 300, f"{path} has {len(lines)} lines"
     assert lines[0].startswith('"""') and len(lines[0]) > 20, f"{path} does not open with a docstring line"
+
+
+@pytest.mark.parametrize("name", [
+    "compute_scores", "compute_masks", "prune_model", "apply_masks", "get_masks", "strip_pruning",
+    "sparsity_report", "FixedMaskWrapper", "export_saved_model", "export_tflite"])
+def test_every_public_name_has_a_keras_style_docstring(name):
+    import grasp_tf
+
+    assert name in grasp_tf.__all__
+    doc = getattr(grasp_tf, name).__doc__
+    assert all(section in doc for section in ("Args:", "Example:")), name
+    assert "Returns:" in doc or isinstance(getattr(grasp_tf, name), type), name
+
+
+def test_help_on_compute_masks_lists_every_option_of_every_built_in_method():
+    import grasp_tf
+    from grasp_tf import criteria
+
+    doc = grasp_tf.compute_masks.__doc__
+    for method in criteria.names():
+        criterion = criteria.get(method)
+        assert f"``{method}``" in doc
+        for option in {*criterion.options, *criterion.mask_options, "prunable", "samples_per_class", "num_draws"}:
+            assert f"``{option}" in doc, (method, option)
