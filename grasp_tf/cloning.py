@@ -1,4 +1,4 @@
-"""Clone a Sequential or functional model (Keras 3 or tf_keras) with chosen layers wrapped and every weight copied.
+"""One clone helper for Keras 3 and tf_keras graph models: chosen layers wrapped, every weight copied.
 
 The one clone helper behind ``apply_masks`` / ``strip_pruning`` of both Keras flavours: each
 layer is rebuilt from its config (a wrapper's from its inner layer's, so old wrappers are
@@ -48,7 +48,8 @@ def copy_weights(source: Any, target: Any, masks: Mapping[str, np.ndarray]) -> N
     skipped; any mismatch is a ``ValueError``.
     """
     def layers(model: Any) -> list[Any]:
-        return [l for l in _keras_internals.flatten_layers(model) if not is_wrapper(l) and type(l).__name__ != "InputLayer"]
+        return [l for l in _keras_internals.flatten_layers(model)
+                if not is_wrapper(l) and type(l).__name__ != "InputLayer"]
 
     src, dst = layers(source), layers(target)
     pairs = list(zip(src, dst))

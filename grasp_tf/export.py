@@ -49,7 +49,8 @@ def _serving_module(model: keras.Model, storage: str) -> tf.Module:
     """A tf.Module with ``serve`` and ``dense_weights`` over its own copies of ``model``'s variables."""
     if storage not in STORAGES:
         raise ValueError(f"Unknown storage {storage!r}; choose one of {', '.join(STORAGES)}.")
-    plain = strip_pruning(model) if any(isinstance(l, FixedMaskWrapper) for l in _keras_internals.flatten_layers(model)) else model
+    wrapped = any(isinstance(l, FixedMaskWrapper) for l in _keras_internals.flatten_layers(model))
+    plain = strip_pruning(model) if wrapped else model
     keys = {id(var): key for key, entries in weights_by_key(plain).items() for _, var in entries
             if len(entries) == 1}
     variables = list(plain.variables)

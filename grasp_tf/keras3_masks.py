@@ -1,4 +1,4 @@
-"""Apply and strip fixed keep-masks on Keras 3 models: graph models are cloned and wrapped, subclassed ones masked in place.
+"""Fixed keep-masks on and off Keras 3 models: graph models cloned and wrapped, subclassed ones masked in place.
 
 * Sequential, functional and nested models are cloned (``grasp_tf.cloning``); each layer
   owning a masked weight is wrapped in ``FixedMaskWrapper``, every weight is copied and

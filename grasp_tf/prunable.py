@@ -52,7 +52,7 @@ def is_wrapper(layer: Any) -> bool:
 
 
 def is_tf_keras(model: Any) -> bool:
-    """True for a ``tf_keras`` (Keras 2) object, False for Keras 3; decided from its classes, without importing tfmot."""
+    """True for a ``tf_keras`` (Keras 2) object, False for Keras 3; decided from its classes (imports nothing)."""
     return any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__)
 
 

@@ -44,7 +44,8 @@ class PinnedMasks(tfmot.sparsity.keras.PruningSchedule):
 
 def _prune_low_magnitude(layer: Any, layer_masks: cloning.LayerMasks) -> Any:
     """``layer`` in tfmot's ``PruneLowMagnitude``, pruning exactly the weights ``layer_masks`` names."""
-    layer.get_prunable_weights = lambda: [v for n in layer_masks for v in _keras_internals.own_variables(layer) if weight_name(v) == n]
+    layer.get_prunable_weights = lambda: [v for n in layer_masks for v in _keras_internals.own_variables(layer)
+                                          if weight_name(v) == n]
     kept = sum(int(m.sum()) for m in layer_masks.values()) / sum(m.size for m in layer_masks.values())
     return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=PinnedMasks(1.0 - kept))
 

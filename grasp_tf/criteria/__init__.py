@@ -1,4 +1,4 @@
-"""The pruning methods, by name: a registry of :class:`Criterion` objects, and the one path from a method to masks.
+"""The pruning methods by name (a registry of :class:`Criterion`) and the one path from a method to masks.
 
 ``method="grasp"`` in the public API names a registered :class:`Criterion`. :func:`score`
 gives its scores; :func:`masks` its keep-masks at one or more sparsities, by

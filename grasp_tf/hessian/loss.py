@@ -1,4 +1,4 @@
-"""The scoring loss of one chunk, compiled: ``weight · CE(logits(params, state, x) / T)``, its gradient, Hv and (g, Hg).
+"""One chunk's scoring loss ``weight · CE(logits(params, state, x) / T)``, compiled: g, Hv and (g, Hg).
 
 One class, :class:`ChunkLoss`, parameterised by where the logits come from. Get it from
 :func:`chunk_loss`, which picks the logits of a bound model: for a Keras 3 model the traced

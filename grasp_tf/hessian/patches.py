@@ -90,10 +90,12 @@ def _legacy_exact_batchnorm(model: Any) -> Iterator[None]:
     """tf_keras batch norms compute exact (unfused) moments for the duration, then are restored."""
     patched = []
     for layer in _keras_internals.flatten_layers(model):
-        if any(c.__name__ == "BatchNormalization" for c in type(layer).__mro__) and hasattr(layer, "fused"):
+        batch_norm = any(c.__name__ == "BatchNormalization" for c in type(layer).__mro__)
+        if batch_norm and hasattr(layer, "fused"):
             fused = layer.fused
             layer.fused = False
-            patched.append((layer, fused, _keras_internals.set_tf_keras_batchnorm_moments(layer, _legacy_exact_moments)))
+            had_own = _keras_internals.set_tf_keras_batchnorm_moments(layer, _legacy_exact_moments)
+            patched.append((layer, fused, had_own))
     try:
         yield
     finally:
