@@ -56,7 +56,7 @@ def compute_masks(
     seed: int | None = None,
     **opts: Any,
 ) -> dict[str, np.ndarray]:
-    """Boolean keep-masks (True = kept) removing exactly ``floor(N * sparsity)`` prunable weights.
+    """Boolean keep-masks (True = kept) removing a ``sparsity`` fraction of the prunable weights.
 
     Args:
         model: a built Keras 3 or tf_keras classifier; it is left untouched.
