@@ -1,7 +1,8 @@
 """grasp_tf: prune Keras models at initialization with GraSP, SNIP and other foresight methods."""
-from grasp_tf.api import compute_masks, compute_scores, prune_model
+from grasp_tf.api import apply_masks, compute_masks, compute_scores, prune_model, strip_pruning
 from grasp_tf.export import export_saved_model, export_tflite
-from grasp_tf.wrappers import FixedMaskWrapper, apply_masks, get_masks, sparsity_report, strip_pruning
+from grasp_tf.reports import get_masks, sparsity_report
+from grasp_tf.wrappers import FixedMaskWrapper
 from grasp_tf import analysis  # noqa: F401  (grasp_tf.analysis: gradient norm, layer densities; not in __all__)
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from grasp_tf import api, criteria, hessian, masking, sampling, wrappers
+from grasp_tf import criteria, hessian, keys, masking, sampling
 from grasp_tf.prunable import prunable_weights
 
 Data = Union[tuple[Any, Any], tf.data.Dataset]
@@ -67,7 +67,7 @@ def _multipliers(model: Any, masks: Masks | None, variables: Sequence[Any]) -> l
     out: list[np.ndarray | None] = [None] * len(variables)
     if masks is None:
         return out
-    checked, owners = wrappers.validate_masks(model, masks)
+    checked, owners = keys.validate_masks(model, masks)
     index = {id(v): i for i, v in enumerate(variables)}
     for key, mask in checked.items():
         var = owners[key][1]
@@ -164,18 +164,12 @@ def masks_at_sparsities(
 ) -> list[dict[str, np.ndarray]]:
     """``grasp_tf.compute_masks`` at each of ``sparsities``, scoring ``model`` once when the method allows.
 
-    Score-then-threshold methods are scored once and thresholded per sparsity (the masks are
-    those ``compute_masks`` returns); iterative methods (SynFlow) run once per sparsity.
+    The same path as ``compute_masks`` (``grasp_tf.criteria.masks``): score-then-threshold
+    methods are scored once and thresholded per sparsity; iterative methods (SynFlow) run once
+    per sparsity.
     ``opts`` are ``compute_masks``'s scoring options (``samples_per_class``, ``temperature``, ...).
     """
-    crit = criteria.get(method)
-    if crit.iterative_masks is not None:
-        return [api.compute_masks(model, data, s, method, scope, count_rule=count_rule, seed=seed, **opts)
-                for s in sparsities]
-    scores = api.compute_scores(model, data, method, seed=seed, **opts)
-    return [masking.masks_from_scores(scores, s, remove_largest=crit.remove_largest, scope=scope,
-                                      count_rule=count_rule) for s in sparsities]
-
+    return criteria.masks(model, data, sparsities, method, scope=scope, count_rule=count_rule, seed=seed, **opts)
 
 def layer_densities(masks: Masks, order: Sequence[str] | None = None) -> dict[str, float]:
     """Fraction of weights kept in each masked tensor, by key, in ``order`` (default: the masks' order).

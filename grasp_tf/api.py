@@ -1,19 +1,45 @@
-"""The public pipeline: model + data -> scores -> masks -> pruned model."""
+"""The public pipeline: model + data -> scores -> masks -> pruned model, for Keras 3 and tf_keras models."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from grasp_tf import criteria, masking, wrappers
+from grasp_tf import criteria, keras3_masks, masking, reports
+from grasp_tf.prunable import is_tf_keras
 
 
 def compute_scores(model: Any, data: Any, method: str = "grasp", **opts: Any) -> dict[str, np.ndarray]:
-    """One score array per prunable weight, keyed ``"<layer name>/<weight name>"``.
+    """One score array per prunable weight of ``model``, keyed ``"<layer name>/<weight name>"``.
 
     Orientation is the method's own (``grasp_tf.criteria.get(method).remove_largest``):
     GraSP stores the reference's ``-θ ⊙ Hg`` and removes the largest; SNIP, magnitude,
-    random and SynFlow remove the smallest. The model is left untouched.
+    random and SynFlow remove the smallest. The model, its weights and its batch-norm
+    statistics are left untouched.
+
+    Args:
+        model: a built Keras 3 or tf_keras classifier (one output of shape ``(batch, classes)``).
+        data: an ``(x, y)`` pair (one draw, used as given) or a ``tf.data.Dataset`` of
+            ``(x, y)`` batches; labels are class ids or one-hot rows. ``None`` for methods
+            that need no data (``random``, ``magnitude``, ``synflow``).
+        method: a registered method name (``grasp_tf.criteria.names()``); each names a
+            ``grasp_tf.criteria.Criterion``.
+        **opts: ``prunable``, ``samples_per_class``, ``num_draws``, ``seed`` and the method's
+            own options, all listed in ``help(grasp_tf.compute_masks)`` (SynFlow's
+            ``rounds`` / ``schedule`` apply to ``compute_masks`` only: scores are one-shot).
+
+    Returns:
+        ``{key: float32 array shaped like the weight}``, in the model's layer order.
+
+    Raises:
+        ValueError: for an unknown method or option, data the method cannot use (see
+            ``compute_masks``), a model with no prunable weights, or a non-finite loss.
+
+    Example:
+
+    >>> scores = grasp_tf.compute_scores(model, (x, y), "snip", seed=0)
+    >>> scores["conv2d/kernel"].shape == model.get_layer("conv2d").kernel.shape
+    True
     """
     return criteria.score(model, data, method, **opts)
 
@@ -31,59 +57,177 @@ def compute_masks(
     seed: int | None = None,
     **opts: Any,
 ) -> dict[str, np.ndarray]:
-    """Boolean keep-masks removing a ``sparsity`` fraction of the prunable weights.
+    """Boolean keep-masks (True = kept) removing a ``sparsity`` fraction of the prunable weights.
 
-    ``scope="global"`` ranks all weights together, ``"layerwise"`` prunes each tensor by
-    the same fraction. The sanity-check ablations (Frankle et al. 2021, docs/criteria.md):
-    ``shuffle=True`` keeps the method's per-layer counts and draws the positions at random
-    (layerwise shuffle, which is the same as random masks at the method's per-layer
-    densities); ``invert=True`` removes the weights the method would keep (the same number
-    removed). ``count_rule`` is documented in ``grasp_tf.masking``.
+    Args:
+        model: a built Keras 3 or tf_keras classifier; it is left untouched.
+        data: an ``(x, y)`` pair or a ``tf.data.Dataset`` of ``(x, y)`` batches (labels: class
+            ids or one-hot); ``None`` for ``random``, ``magnitude`` and ``synflow``.
+        sparsity: the fraction of weights removed, in ``[0, 1)``; N counts all prunable
+            weights (``scope="global"``) or each tensor's (``"layerwise"``).
+        method: a registered method name: ``grasp`` (default), ``grasp_abs``, ``snip``,
+            ``random``, ``magnitude``, ``synflow`` or one added with
+            ``grasp_tf.criteria.register`` (a method is a ``grasp_tf.criteria.Criterion``).
+        scope: ``"global"`` ranks all weights together, ``"layerwise"`` prunes each tensor by
+            the same fraction.
+        shuffle: the layerwise-shuffle ablation: each tensor keeps the method's count of
+            weights, at random positions. The result depends only on the per-tensor counts,
+            so this is also the "random masks at the method's per-layer densities" ablation.
+        invert: the invert ablation: remove the weights the method would keep (the ranking
+            reversed, the same number removed). One-shot methods only (not ``synflow``).
+        count_rule: ``"exact"`` removes exactly ``floor(N * sparsity)``, ties broken by
+            position; ``"reference"`` keeps every weight tied with the threshold, as the
+            official GraSP code (see ``grasp_tf.masking``).
+        seed: seeds every random draw (Dense redraws, random scores, shuffling).
+        **opts: options common to every method:
+
+            * ``prunable``: which weights may be pruned: ``None`` (kernels of Conv / Dense /
+              Depthwise / Separable layers, or a layer's ``get_prunable_weights()``), a
+              predicate ``(layer, variable) -> bool``, or an iterable of keys.
+            * ``samples_per_class=None``: with an integer k, a draw is the first k examples
+              of every class met in ``data``, stacked in class order; None uses the pair, or
+              one dataset batch per draw, as given.
+            * ``num_draws=1``: how many draws are pooled (each continues the stream).
+              ``samples_per_class`` / ``num_draws`` are an error for ``synflow``.
+
+            and each method's own options:
+
+            * ``grasp`` / ``grasp_abs``: ``temperature=200.0`` (logits divided by it),
+              ``num_chunks=2`` (each draw split into that many chunks, batch norm with
+              per-chunk statistics), ``reinit_dense=True`` (score with every Dense kernel
+              redrawn from an untruncated Glorot normal, as the reference code),
+              ``chunk_size=None`` (process chunks in pieces of at most that many examples:
+              bounded memory, batch-norm statistics per piece).
+            * ``snip``: ``temperature=1.0``, ``reinit_kernels=False`` (redraw every scored
+              kernel from Glorot normal first, the PyTorch port's quirk), ``chunk_size=None``.
+            * ``synflow``: ``rounds=100`` (prune-and-rescore rounds), ``schedule`` =
+              ``"exponential"`` (density ``(1-s)^(r/rounds)``) or ``"linear"``.
+            * ``random``, ``magnitude``: none.
+
+            ``docs/criteria.md`` explains each against the reference code.
+
+    Returns:
+        ``{"<layer name>/<weight name>": bool array shaped like the weight}``.
+
+    Raises:
+        ValueError: for a sparsity outside ``[0, 1)``, an unknown scope, count rule, method or
+            option, unusable data (empty, mismatched, labels outside the model's classes, a
+            class missing with ``samples_per_class``), no prunable weights or a non-finite
+            loss. The model is untouched.
+
+    Example:
+
+    >>> masks = grasp_tf.compute_masks(model, (x, y), 0.9, method="grasp", seed=0)
+    >>> pruned = grasp_tf.apply_masks(model, masks)
     """
-    sparsity = masking.check_sparsity(sparsity)
-    masking.check_scope(scope)
-    crit = criteria.get(method)
-    if crit.iterative_masks is not None:
-        if invert:
-            raise ValueError(f"invert=True needs a one-shot method; {method!r} prunes iteratively.")
-        masks = crit.iterative_masks(model, data, sparsity, scope=scope, count_rule=count_rule,
-                                     seed=seed, **opts)
-    else:
-        scores = criteria.score(model, data, method, seed=seed, **opts)
-        masks = masking.masks_from_scores(scores, sparsity, remove_largest=crit.remove_largest != invert,
-                                          scope=scope, count_rule=count_rule)
+    (masks,) = criteria.masks(model, data, [sparsity], method, scope=scope, count_rule=count_rule, seed=seed,
+                              invert=invert, **opts)
     if shuffle:
         masks = masking.shuffle_within_layers(masks, seed)
     return masks
 
 
-def prune_model(
-    model: Any,
-    data: Any,
-    sparsity: float,
-    method: str = "grasp",
-    scope: str = "global",
-    *,
-    reinitialize: Any = None,
-    **opts: Any,
-) -> Any:
-    """``model`` pruned at initialization: prunable layers wrapped with fixed masks, kernels zeroed.
+def prune_model(model: Any, data: Any, sparsity: float, method: str = "grasp", scope: str = "global", *,
+                reinitialize: Any = None, **opts: Any) -> Any:
+    """``model`` pruned at initialization: ``compute_masks`` then ``apply_masks``.
 
-    Functional and Sequential models come back as a new model (the caller's is untouched);
-    subclassed models are masked in place; tf_keras models come back wrapped in tfmot's
-    ``PruneLowMagnitude`` with the masks pinned. Keyword options go to ``compute_masks``.
-    ``reinitialize``: the reinitialize ablation -- a model of the same architecture with
-    other initial weights; the masks scored on ``model`` are applied to it instead.
+    Args:
+        model: a built Keras 3 or tf_keras classifier.
+        data: the scoring data, as in ``compute_masks``.
+        sparsity: the fraction of prunable weights removed, in ``[0, 1)``.
+        method: a registered method name (``grasp_tf.criteria.names()``).
+        scope: ``"global"`` or ``"layerwise"``.
+        reinitialize: the reinitialize ablation: a model of the same architecture with other
+            initial weights; the masks scored on ``model`` are applied to it instead.
+        **opts: every keyword of ``compute_masks`` (``shuffle``, ``invert``, ``count_rule``, ``seed``,
+            ``prunable``, ``samples_per_class``, ``num_draws`` and the method's options,
+            listed in ``help(grasp_tf.compute_masks)``).
 
-    A model that already holds masks is refused with ``ValueError``: scoring it again would
-    rank its pruned (zero) weights like any other and could bring them back. Prune the
-    unpruned model instead, or combine masks yourself and call ``apply_masks``.
+    Returns:
+        Functional and Sequential models: a new model, prunable layers wrapped in
+        ``FixedMaskWrapper`` and pruned weights zeroed (the caller's model is untouched).
+        Subclassed models: the same model, masked in place. tf_keras models: a clone wrapped
+        in tfmot's ``PruneLowMagnitude`` with the masks pinned.
+
+    Raises:
+        ValueError: as ``compute_masks`` and ``apply_masks``; and for a model that already holds
+            masks: scoring it again would rank its pruned (zero) weights like any other and
+            could bring them back. Prune the unpruned model, or combine masks yourself and
+            call ``apply_masks``.
+
+    Example:
+
+    >>> pruned = grasp_tf.prune_model(model, (x, y), 0.98, method="grasp", samples_per_class=10)
+    >>> pruned.fit(train_ds, epochs=160)  # pruned weights stay exactly zero
     """
-    held = wrappers.get_masks(model)
+    held = reports.get_masks(model)
     if held:
         layers = sorted({k.split("/")[0] for k in held})
         raise ValueError(f"model is already pruned: {len(held)} weights of layers {', '.join(layers[:5])}"
                          f"{', ...' if len(layers) > 5 else ''} hold masks. Prune the unpruned model, or "
                          "compute_masks on it and apply_masks the masks you want.")
     masks = compute_masks(model, data, sparsity, method, scope, **opts)
-    return wrappers.apply_masks(model if reinitialize is None else reinitialize, masks)
+    return apply_masks(model if reinitialize is None else reinitialize, masks)
+
+
+def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
+    """``model`` with fixed keep-masks applied: masked weights zeroed and held at zero in training.
+
+    Sequential / functional / nested Keras 3 models: returns a new model (layers owning masked
+    weights wrapped in ``FixedMaskWrapper``, all weights copied); the caller's model is
+    untouched. Subclassed models: masks their variables in place (a ``MaskConstraint``
+    re-applies the mask after each optimizer update) and returns the same model. tf_keras
+    models: returns a clone wrapped in tfmot's ``PruneLowMagnitude`` with the masks pinned
+    (see ``grasp_tf.tfmot_compat``). Masks already on the model are kept for keys ``masks``
+    does not name.
+
+    Args:
+        model: a built Keras 3 or tf_keras model, pruned or not.
+        masks: ``{"<layer name>/<weight name>": keep-mask}``, boolean or 0/1, shaped like the
+            weight; any weight of the model may be named, not only the default prunable ones.
+
+    Returns:
+        The masked model (new or the same one, as above).
+
+    Raises:
+        ValueError: for unknown keys, wrong shapes, non-binary values, keys naming several
+            weights, an unbuilt model, or a subclassed tf_keras model. The model is untouched.
+
+    Example:
+
+    >>> masks = grasp_tf.compute_masks(model, (x, y), 0.9)
+    >>> np.savez("masks.npz", **masks)  # ... later, on a freshly built model:
+    >>> pruned = grasp_tf.apply_masks(model, dict(np.load("masks.npz")))
+    """
+    if is_tf_keras(model):
+        from grasp_tf import tfmot_compat  # imports tfmot, which switches the process to legacy Keras
+
+        return tfmot_compat.apply_masks(model, masks)
+    return keras3_masks.apply_masks(model, masks)
+
+
+def strip_pruning(model: Any) -> Any:
+    """``model`` with plain Keras layers and the masks baked in as zeros (for export or inference).
+
+    Args:
+        model: a model returned by ``apply_masks`` / ``prune_model`` (or an unpruned one).
+
+    Returns:
+        Sequential / functional models: a new model without wrappers. Subclassed models: the
+        same model, its mask constraints removed in place (weights re-zeroed first). tf_keras
+        models: tfmot's own ``strip_pruning`` after re-zeroing.
+
+    Raises:
+        ValueError: for a subclassed Keras 3 model holding ``FixedMaskWrapper`` layers in its
+            ``call`` (they cannot be removed).
+
+    Example:
+
+    >>> plain = grasp_tf.strip_pruning(pruned)
+    >>> grasp_tf.sparsity_report(plain)["global"]["nonzero_fraction"]  # the zeros remain
+    """
+    if is_tf_keras(model):
+        from grasp_tf import tfmot_compat
+
+        return tfmot_compat.strip_pruning(model)
+    return keras3_masks.strip_pruning(model)

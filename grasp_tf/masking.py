@@ -27,10 +27,18 @@ def check_sparsity(sparsity: float) -> float:
     return s
 
 
-def check_scope(scope: str) -> str:
+def check_pruning(sparsity: float, scope: str = "global", count_rule: str = "exact") -> float:
+    """Validate a pruning request (sparsity, scope, count rule); returns the sparsity as a float.
+
+    The one check behind ``compute_masks``, ``analysis.masks_at_sparsities`` (both before any
+    scoring) and :func:`masks_from_scores`.
+    """
+    sparsity = check_sparsity(sparsity)
     if scope not in SCOPES:
         raise ValueError(f"Unknown scope {scope!r}; choose one of {', '.join(SCOPES)}.")
-    return scope
+    if count_rule not in COUNT_RULES:
+        raise ValueError(f"Unknown count_rule {count_rule!r}; choose one of {', '.join(COUNT_RULES)}.")
+    return sparsity
 
 
 def _removal_order_mask(flat: np.ndarray, k: int, remove_largest: bool, count_rule: str) -> np.ndarray:
@@ -65,10 +73,7 @@ def masks_from_scores(
 
     ``remove_largest`` orients the scores (GraSP removes the largest, SNIP the smallest).
     """
-    sparsity = check_sparsity(sparsity)
-    check_scope(scope)
-    if count_rule not in COUNT_RULES:
-        raise ValueError(f"Unknown count_rule {count_rule!r}; choose one of {', '.join(COUNT_RULES)}.")
+    sparsity = check_pruning(sparsity, scope, count_rule)
     if not scores:
         raise ValueError("No scores given: nothing to prune.")
     keys = list(scores)

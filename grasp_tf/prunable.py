@@ -1,14 +1,17 @@
-"""Which weights of a model are prunable, and the stable key each one is known by.
+"""Which weights of a model are prunable, and the stable key each weight is known by.
 
 A key is ``"<layer name>/<weight name>"`` (e.g. ``"conv2d_3/kernel"``), where the layer is
 the innermost layer owning the weight. Keys are the same for a plain model, its wrapped
 (pruned) clone and its stripped export, so masks and scores move freely between them.
-Works for Keras 3 and tf_keras models alike (layers are matched by class name).
+Works for Keras 3 and tf_keras models alike (layers are matched by class name;
+:func:`is_tf_keras` tells the two apart).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Union
+
+from grasp_tf import _keras_internals
 
 # Most-derived class name in a layer's MRO -> attributes holding its prunable weights.
 DEFAULT_PRUNABLE: dict[str, tuple[str, ...]] = {
@@ -48,9 +51,9 @@ def is_wrapper(layer: Any) -> bool:
     return getattr(layer, "_grasp_tf_wrapper", False) or type(layer).__name__ == "PruneLowMagnitude"
 
 
-def iter_layers(model: Any) -> list[Any]:
-    """Every layer below ``model`` (nested models and wrapped layers included), depth first."""
-    return list(model._flatten_layers(include_self=False, recursive=True))
+def is_tf_keras(model: Any) -> bool:
+    """True for a ``tf_keras`` (Keras 2) object, False for Keras 3; decided from its classes (imports nothing)."""
+    return any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__)
 
 
 def _default_attrs(layer: Any) -> tuple[str, ...]:
@@ -76,15 +79,8 @@ def candidate_weights(layer: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def own_variables(layer: Any) -> list[Any]:
-    """Variables a layer creates itself (not those of its sub-layers); Keras 3 or tf_keras."""
-    if hasattr(layer, "_trainable_variables"):  # Keras 3
-        return list(layer._trainable_variables) + list(layer._non_trainable_variables)
-    return list(layer._trainable_weights) + list(layer._non_trainable_weights)
-
-
 def _all_weights(layer: Any) -> list[tuple[str, Any]]:
-    return [(f"{layer.name}/{weight_name(v)}", v) for v in own_variables(layer)]
+    return [(f"{layer.name}/{weight_name(v)}", v) for v in _keras_internals.own_variables(layer)]
 
 
 def prunable_weights(model: Any, prunable: Prunable = None) -> list[PrunableWeight]:
@@ -96,7 +92,7 @@ def prunable_weights(model: Any, prunable: Prunable = None) -> list[PrunableWeig
     """
     if not getattr(model, "built", True):
         raise ValueError("The model is not built: call it on a batch or build it first.")
-    layers = [l for l in iter_layers(model) if not is_wrapper(l)]
+    layers = [l for l in _keras_internals.flatten_layers(model) if not is_wrapper(l)]
     wanted: set[str] | None = None
     if prunable is None:
         pool = [(l, k, v) for l in layers for k, v in candidate_weights(l)]

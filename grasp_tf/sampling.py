@@ -31,7 +31,6 @@ class Sample:
     """A validated scoring sample: one ``(x, integer labels)`` pair per draw."""
 
     draws: tuple[Batch, ...]
-    num_classes: int
 
     def concatenated(self) -> Batch:
         """All draws as one batch, in draw order."""
@@ -179,7 +178,7 @@ def draw(data: Data, num_classes: Union[int, Callable[[np.ndarray], int]], *,
         if len(draws) < num_draws:
             raise ValueError(f"The dataset ended after {len(draws)} non-empty batches; "
                              f"num_draws={num_draws} needs one batch per draw.")
-    return Sample(draws, classes)
+    return Sample(draws)
 
 
 def chunk_slices(n: int, num_chunks: int) -> list[slice]:

@@ -1,7 +1,7 @@
 """tf_keras models -> tensorflow-model-optimization's own ``PruneLowMagnitude`` with grasp_tf masks pinned.
 
 Importing this module imports ``tensorflow_model_optimization``, which switches the process
-to legacy Keras (``TF_USE_LEGACY_KERAS=1``). ``grasp_tf.wrappers`` imports it only when it is
+to legacy Keras (``TF_USE_LEGACY_KERAS=1``). ``grasp_tf.api`` imports it only when it is
 handed a ``tf_keras`` model, so ``import grasp_tf`` never does.
 
 The pruned model is tfmot's: layers are wrapped with ``prune_low_magnitude`` and a
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from grasp_tf.prunable import is_wrapper, iter_layers, own_variables, weight_name
-from grasp_tf.wrappers import copy_weights, get_masks, validate_masks
+from grasp_tf import cloning, keys
+from grasp_tf import _keras_internals
+from grasp_tf.prunable import is_wrapper, weight_name
+from grasp_tf.reports import get_masks
 
 
 @tf_keras.utils.register_keras_serializable(package="grasp_tf")
@@ -41,9 +42,12 @@ class PinnedMasks(tfmot.sparsity.keras.PruningSchedule):
         return {"class_name": "grasp_tf>PinnedMasks", "config": {"sparsity": self.sparsity}}
 
 
-def _is_graph_model(model: Any) -> bool:
-    """True for the tf_keras models tfmot can clone and wrap."""
-    return isinstance(model, tf_keras.Sequential) or getattr(model, "_is_graph_network", False)
+def _prune_low_magnitude(layer: Any, layer_masks: cloning.LayerMasks) -> Any:
+    """``layer`` in tfmot's ``PruneLowMagnitude``, pruning exactly the weights ``layer_masks`` names."""
+    layer.get_prunable_weights = lambda: [v for n in layer_masks for v in _keras_internals.own_variables(layer)
+                                          if weight_name(v) == n]
+    kept = sum(int(m.sum()) for m in layer_masks.values()) / sum(m.size for m in layer_masks.values())
+    return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=PinnedMasks(1.0 - kept))
 
 
 def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
@@ -55,33 +59,13 @@ def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
     for keys ``masks`` does not name. Only Sequential and functional models (what tfmot can
     wrap); raises ``ValueError`` otherwise or for bad masks.
     """
-    if not _is_graph_model(model):
+    if not cloning.is_graph_model(model):
         raise ValueError(f"tfmot wraps only Sequential and functional tf_keras models; "
                          f"{type(model).__name__} is subclassed. Use a Keras 3 model for in-place masking.")
-    checked, owners = validate_masks(model, masks)
+    checked, owners = keys.validate_masks(model, masks)
     masks = {**get_masks(model), **checked}
-    by_layer: dict[int, dict[str, np.ndarray]] = {}
-    for key, mask in masks.items():
-        layer, var = owners[key]
-        by_layer.setdefault(id(layer), {})[weight_name(var)] = mask
-
-    def clone_layer(layer: Any) -> Any:
-        if isinstance(layer, tf_keras.Model):
-            return tf_keras.models.clone_model(layer, clone_function=clone_layer)
-        inner = layer.layer if is_wrapper(layer) else layer
-        new = inner.__class__.from_config(inner.get_config())
-        chosen = by_layer.get(id(inner))
-        if chosen is None:
-            return new
-        new.get_prunable_weights = lambda: [v for n in chosen for v in own_variables(new) if weight_name(v) == n]
-        kept = sum(int(m.sum()) for m in chosen.values()) / sum(m.size for m in chosen.values())
-        return tfmot.sparsity.keras.prune_low_magnitude(new, pruning_schedule=PinnedMasks(1.0 - kept))
-
-    clone = tf_keras.models.clone_model(model, clone_function=clone_layer)
-    if not clone.built:
-        clone.build(model.input_shape)
-    copy_weights(model, clone, masks)
-    for layer in iter_layers(clone):
+    clone = cloning.clone(model, masks, owners, _prune_low_magnitude)
+    for layer in _keras_internals.flatten_layers(clone):
         if is_wrapper(layer):
             for weight, mask, _ in layer.pruning_vars:
                 value = masks[f"{layer.layer.name}/{weight_name(weight)}"].astype(mask.dtype.as_numpy_dtype)
@@ -92,7 +76,7 @@ def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
 
 def strip_pruning(model: Any) -> Any:
     """tfmot's ``strip_pruning`` after re-zeroing every wrapped weight (``weight *= mask``, in place)."""
-    for layer in iter_layers(model):
+    for layer in _keras_internals.flatten_layers(model):
         if is_wrapper(layer):
             for weight, mask, _ in layer.pruning_vars:
                 weight.assign(weight * mask)

@@ -260,6 +260,18 @@ def test_synflow_prunes_iteratively_to_the_exact_count():
         grasp_tf.compute_masks(model, None, 0.5, method="synflow", temperature=2.0)
 
 
+
+def test_synflow_refuses_sampling_options_it_cannot_use():
+    model = net()
+    for call in (lambda **kw: grasp_tf.compute_masks(model, None, 0.5, method="synflow", rounds=2, **kw),
+                 lambda **kw: grasp_tf.compute_scores(model, None, "synflow", **kw)):
+        with pytest.raises(ValueError, match="samples_per_class / num_draws do not apply to method 'synflow'"):
+            call(samples_per_class=2)
+        with pytest.raises(ValueError, match="do not apply"):
+            call(num_draws=3)
+    assert criteria.get("synflow").mask_options == ("rounds", "schedule")
+    assert criteria.get("grasp").mask_options == criteria.get("grasp").options
+
 # --------------------------------------------------------------------------- guarantees
 
 

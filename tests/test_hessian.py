@@ -35,10 +35,10 @@ def ours(model, x, y, temperature=1.0):
     """Our float32 g and Hg (v = g) for the kernels of ``model``."""
     with hessian.scoring_mode(model):
         function = hessian.ModelFunction(model, kernels(model))
-        loss = hessian.ChunkLoss(function, temperature)
+        loss = hessian.chunk_loss(function, temperature)
         one = tf.constant(1.0)
-        _, g = loss.gradient(function.params, x, y, one)
-        _, hg = loss.hessian_vector_product(function.params, x, y, one, g)
+        _, g = loss.gradient(function.params, function.state, x, y, one)
+        _, hg = loss.hessian_vector_product(function.params, function.state, x, y, one, g)
     return [a.numpy() for a in g], [a.numpy() for a in hg]
 
 

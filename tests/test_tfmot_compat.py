@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(r"""
     import tf_keras
     import grasp_tf
     from grasp_tf.prunable import prunable_weights
-    from grasp_tf.wrappers import weights_by_key
+    from grasp_tf.keys import weights_by_key
     assert "tensorflow_model_optimization" not in sys.modules, "import grasp_tf must not import tfmot"
 
     def check_zeros(model, masks):

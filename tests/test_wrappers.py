@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from grasp_tf import FixedMaskWrapper, apply_masks, get_masks, sparsity_report, strip_pruning
 from grasp_tf.prunable import prunable_weights
-from grasp_tf.wrappers import weights_by_key
+from grasp_tf.keys import weights_by_key
 
 X = np.random.default_rng(1).random((8, 8, 8, 3)).astype("float32")
 

@@ -189,8 +189,12 @@ def check_methods(cfg: Config) -> None:
         raise UsageError(f"--methods: unknown {bad or '(none given)'}; choose from {', '.join(criteria.names())}")
 
 
-def scoring_options(cfg: Config) -> dict[str, Any]:
-    """How the scoring sample is drawn, as train.run draws it."""
+def scoring_options(cfg: Config, method: str) -> dict[str, Any]:
+    """How the scoring sample is drawn, as train.run draws it (nothing for a method that takes no sample)."""
+    from grasp_tf import criteria
+
+    if not criteria.get(method).takes_sampling_options:
+        return {}
     return {"samples_per_class": cfg.samples_per_class or None, "num_draws": cfg.num_draws}
 
 
@@ -227,7 +231,7 @@ def gradnorm_rows(cfg: Config, ds: Any, sparsities: Sequence[float], log: Log) -
         mask_sets, keys = [], []
         for method in cfg.methods:
             mask_sets += analysis.masks_at_sparsities(model, scoring_sample(ds, seed), sparsities, method,
-                                                      seed=seed, **scoring_options(cfg))
+                                                      seed=seed, **scoring_options(cfg, method))
             keys += [(method, s) for s in sparsities]
         dense, *pruned = analysis.gradient_norms(model, ds.train, [None, *mask_sets], weights=cfg.weights,
                                                  batch_size=cfg.batch_size)
@@ -324,7 +328,7 @@ def masks_computed(cfg: Config) -> tuple[list[str], list[dict[str, np.ndarray]],
     ds = load_data(cfg, augment=True, train_limit=None)
     model = build_model(cfg, ds, cfg.seed)
     masks = [grasp_tf.compute_masks(model, scoring_sample(ds, cfg.seed), cfg.sparsity, m, seed=cfg.seed,
-                                    **scoring_options(cfg)) for m in cfg.methods]
+                                    **scoring_options(cfg, m)) for m in cfg.methods]
     return labels, masks, [w.key for w in prunable_weights(model)]
 
 

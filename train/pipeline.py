@@ -7,7 +7,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 import keras
 
@@ -78,6 +77,8 @@ def compute_or_load_masks(cfg: dict, model: keras.Model, ds: data.Data, out: str
         return artifacts.load_masks(path), (artifacts.read_json(os.path.join(out, "pruning.json")) or {}).get(
             "scoring_seconds", 0.0)
     sample, sample_opts = scoring_data(cfg, ds)
+    if not grasp_tf.criteria.get(cfg["method"]).takes_sampling_options:  # synflow: data-free
+        sample_opts = {}
     log(f"pruning {cfg['sparsity']:.2%} of {cfg['model']} with {cfg['method']} ...")
     t0 = time.perf_counter()
     try:

@@ -1,4 +1,8 @@
-"""The scoring methods, by name: a registry of :class:`Criterion` objects and ``score``.
+"""The pruning methods by name (a registry of :class:`Criterion`) and the one path from a method to masks.
+
+``method="grasp"`` in the public API names a registered :class:`Criterion`. :func:`score`
+gives its scores; :func:`masks` its keep-masks at one or more sparsities, by
+score-then-threshold or, for iterative methods (SynFlow), by the method's own procedure.
 
 Built in: ``grasp`` (remove the largest ``-θ⊙Hg``), ``grasp_abs`` (remove the smallest
 ``|θ⊙Hg|``), ``snip`` (smallest ``|θ⊙g|``), ``random`` (smallest uniform draw),
@@ -12,16 +16,16 @@ Adding one is a function and a line::
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from grasp_tf import hessian, sampling
+from grasp_tf import hessian, masking, sampling
 from grasp_tf.criteria import grasp, magnitude, random, snip, synflow
 from grasp_tf.criteria.base import Criterion
 from grasp_tf.prunable import Prunable, prunable_weights
 
-__all__ = ["Criterion", "register", "get", "names", "score"]
+__all__ = ["Criterion", "register", "get", "names", "score", "masks"]
 
 _REGISTRY: dict[str, Criterion] = {}
 
@@ -83,6 +87,7 @@ def score(model: Any, data: Any, method: str, *, prunable: Prunable = None,
     """
     criterion = get(method)
     criterion.check_options(method_opts)
+    criterion.check_sampling(samples_per_class, num_draws)
     weights = prunable_weights(model, prunable)
     if criterion.needs_data:
         if data is None:
@@ -91,6 +96,31 @@ def score(model: Any, data: Any, method: str, *, prunable: Prunable = None,
                              samples_per_class=samples_per_class, num_draws=num_draws)
     return _checked(criterion.score_fn(model, weights, data, seed=seed, **method_opts), weights, method)
 
+
+def masks(model: Any, data: Any, sparsities: Sequence[float], method: str, *, scope: str = "global",
+          count_rule: str = "exact", seed: int | None = None, prunable: Prunable = None,
+          samples_per_class: int | None = None, num_draws: int = 1, invert: bool = False,
+          **method_opts: Any) -> list[dict[str, np.ndarray]]:
+    """Keep-masks of ``method`` at each of ``sparsities``; the one path of ``compute_masks`` and ``analysis``.
+
+    The request is validated before any scoring. A score-then-threshold method scores the
+    model once and thresholds the scores per sparsity; an iterative method runs its
+    ``iterative_masks`` once per sparsity. ``invert`` reverses a one-shot method's ranking
+    (the invert ablation: the weights it would keep are removed, the same number).
+    """
+    sparsities = [masking.check_pruning(s, scope, count_rule) for s in sparsities]
+    criterion = get(method)
+    if criterion.iterative_masks is None:
+        scores = score(model, data, method, prunable=prunable, samples_per_class=samples_per_class,
+                       num_draws=num_draws, seed=seed, **method_opts)
+        return [masking.masks_from_scores(scores, s, remove_largest=criterion.remove_largest != invert,
+                                          scope=scope, count_rule=count_rule) for s in sparsities]
+    if invert:
+        raise ValueError(f"invert=True needs a one-shot method; {method!r} prunes iteratively.")
+    criterion.check_options(method_opts, masks=True)
+    criterion.check_sampling(samples_per_class, num_draws)
+    return [criterion.iterative_masks(model, data, s, scope=scope, count_rule=count_rule, seed=seed,
+                                      prunable=prunable, **method_opts) for s in sparsities]
 
 for _criterion in (grasp.GRASP, grasp.GRASP_ABS, snip.SNIP, random.RANDOM, magnitude.MAGNITUDE,
                    synflow.SYNFLOW):

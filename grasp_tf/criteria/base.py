@@ -1,4 +1,4 @@
-"""What a scoring method is (:class:`Criterion`) and the helpers several methods share."""
+"""What a pruning method is (:class:`Criterion`) and the helpers several methods share."""
 from __future__ import annotations
 
 import inspect
@@ -7,22 +7,46 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from grasp_tf.prunable import PrunableWeight, iter_layers
+from grasp_tf import _keras_internals
+from grasp_tf.prunable import PrunableWeight
 
 ScoreFn = Callable[..., Mapping[str, np.ndarray]]
 MaskFn = Callable[..., dict[str, np.ndarray]]
 
 
+SAMPLING_OPTIONS = ("samples_per_class", "num_draws")
+"""How the scoring sample is drawn (``grasp_tf.sampling.draw``); every method with data takes them."""
+
+MASK_ARGUMENTS = ("scope", "count_rule", "seed", "prunable")
+"""What ``compute_masks`` hands every ``iterative_masks`` function besides the method's own options."""
+
+
+def _keyword_options(fn: Callable[..., Any], exclude: Iterable[str]) -> tuple[str, ...]:
+    params = inspect.signature(fn).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in exclude)
+
+
 @dataclass(frozen=True)
 class Criterion:
-    """A scoring method: how to score, which end of the ranking is pruned, what it needs.
+    """A pruning method: how to score, which end of the ranking is pruned, what it needs.
 
-    ``score_fn(model, weights, data, *, seed, **options)`` returns one array per
-    ``PrunableWeight.key`` of ``weights``; ``data`` is a validated
-    :class:`grasp_tf.sampling.Sample` when ``needs_data``, else the caller's data as given
-    (possibly ``None``). ``remove_largest`` orients the ranking. ``iterative_masks``, when
-    set, replaces score-then-threshold in ``compute_masks``, with the signature
-    ``(model, data, sparsity, *, scope, count_rule, seed, **opts) -> masks``.
+    The public functions take a method by its registered name (``method="grasp"``); the
+    name stands for a ``Criterion`` in ``grasp_tf.criteria``.
+
+    Args:
+        name: the registered name.
+        score_fn: ``score_fn(model, weights, data, *, seed, **options)`` returns one array per
+            ``PrunableWeight.key`` of ``weights``; ``data`` is a validated
+            :class:`grasp_tf.sampling.Sample` when ``needs_data``, else the caller's data as
+            given (possibly ``None``). Its keyword-only parameters are the method's options.
+        remove_largest: True when the largest scores are pruned (GraSP), False for the smallest.
+        needs_data: whether scoring needs a labelled sample.
+        iterative_masks: when set, replaces score-then-threshold in ``compute_masks``:
+            ``iterative_masks(model, data, sparsity, *, scope, count_rule, seed, prunable,
+            **options) -> masks``, its own keyword-only parameters being its options.
+        takes_sampling_options: False makes ``samples_per_class`` / ``num_draws`` an error
+            (SynFlow, which draws no sample). Random and magnitude keep True: they ignore the
+            options, so that one option set can be passed to every method.
     """
 
     name: str
@@ -30,20 +54,34 @@ class Criterion:
     remove_largest: bool = False
     needs_data: bool = True
     iterative_masks: MaskFn | None = None
+    takes_sampling_options: bool = True
 
     @property
     def options(self) -> tuple[str, ...]:
-        """The method's own keyword options (``seed`` aside)."""
-        params = inspect.signature(self.score_fn).parameters.values()
-        return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "seed")
+        """The method's own keyword options for scoring (``seed`` aside)."""
+        return _keyword_options(self.score_fn, ("seed",))
 
-    def check_options(self, options: Iterable[str]) -> None:
-        """Raise a ValueError naming any option this method does not take."""
-        unknown = sorted(set(options) - set(self.options))
+    @property
+    def mask_options(self) -> tuple[str, ...]:
+        """The method's own keyword options for ``compute_masks`` (its ``iterative_masks`` ones, if any)."""
+        if self.iterative_masks is None:
+            return self.options
+        return _keyword_options(self.iterative_masks, MASK_ARGUMENTS)
+
+    def check_options(self, options: Iterable[str], *, masks: bool = False) -> None:
+        """Raise a ValueError naming any option this method does not take (``masks``: for compute_masks)."""
+        own = self.mask_options if masks else self.options
+        unknown = sorted(set(options) - set(own))
         if unknown:
+            common = ("prunable", *(SAMPLING_OPTIONS if self.takes_sampling_options else ()), "seed")
             raise ValueError(f"Unknown option(s) {unknown} for method {self.name!r}; it takes "
-                             f"{list(self.options) or 'no options'} (plus prunable, "
-                             "samples_per_class, num_draws, seed).")
+                             f"{list(own) or 'no options'} (plus {', '.join(common)}).")
+
+    def check_sampling(self, samples_per_class: int | None, num_draws: int) -> None:
+        """Raise a ValueError when sampling options are given to a method that draws no sample."""
+        if not self.takes_sampling_options and (samples_per_class is not None or num_draws != 1):
+            raise ValueError(f"samples_per_class / num_draws do not apply to method {self.name!r}: "
+                             "it draws no scoring sample.")
 
 
 def glorot_normal(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
@@ -65,7 +103,7 @@ def glorot_normal(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
 def dense_kernels(model: Any) -> list[Any]:
     """The kernel of every Dense layer of ``model``, in layer order."""
     kernels = {}
-    for layer in iter_layers(model):
+    for layer in _keras_internals.flatten_layers(model):
         if any(c.__name__ == "Dense" for c in type(layer).__mro__) and getattr(layer, "kernel", None) is not None:
             kernels.setdefault(id(layer.kernel), layer.kernel)
     return list(kernels.values())

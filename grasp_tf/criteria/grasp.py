@@ -36,26 +36,25 @@ def theta_and_hg(model: Any, weights: Sequence[PrunableWeight], sample: sampling
             for chunk in sampling.chunk_slices(len(y), num_chunks)
             for piece, weight in sampling.pieces(chunk, chunk_size)]
     with hessian.bind(model, [w.variable for w in weights], replace) as function:
-        loss = hessian.ChunkLoss(function, temperature)
-        params = function.params
+        loss = hessian.chunk_loss(function, temperature)
+        params, state = function.params, function.state
         if len(sample.draws) == 1 and chunk_size is None:  # one pass: g and Hg share the forward/backward
             values, _, hg = loss.gradient_and_hessian_gradient(
-                params, [tf.constant(x) for _, x, _, _ in plan], [tf.constant(y) for _, _, y, _ in plan],
+                params, state, [tf.constant(x) for _, x, _, _ in plan], [tf.constant(y) for _, _, y, _ in plan],
                 [tf.constant(w, tf.float32) for _, _, _, w in plan])
             for value in values:
                 check_loss(value, "a chunk of draw 0")
             return [p.numpy() for p in params], [h.numpy() for h in hg]
         g = [tf.zeros_like(p) for p in params]
         for d, x, y, weight in plan:
-            value, grads = loss.gradient(params, x, y, tf.constant(weight, tf.float32))
+            value, grads = loss.gradient(params, state, x, y, tf.constant(weight, tf.float32))
             check_loss(value, f"a chunk of draw {d}")
             g = [a + b for a, b in zip(g, grads)]
         hg = [tf.zeros_like(p) for p in params]
         for d, x, y, weight in plan:
-            _, products = loss.hessian_vector_product(params, x, y, tf.constant(weight, tf.float32), g)
+            _, products = loss.hessian_vector_product(params, state, x, y, tf.constant(weight, tf.float32), g)
             hg = [a + b for a, b in zip(hg, products)]
         return [p.numpy() for p in params], [h.numpy() for h in hg]
-
 
 def grasp_scores(model: Any, weights: Sequence[PrunableWeight], sample: sampling.Sample, *,
                  seed: int | None = None, temperature: float = 200.0, num_chunks: int = 2,

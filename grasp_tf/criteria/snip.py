@@ -26,11 +26,11 @@ def snip_scores(model: Any, weights: Sequence[PrunableWeight], sample: sampling.
     scored = [w.variable for w in weights]
     replace = redrawn(scored, seed) if reinit_kernels else []
     with hessian.bind(model, scored, replace) as function:
-        loss = hessian.ChunkLoss(function, temperature)
+        loss = hessian.chunk_loss(function, temperature)
         params = function.params
         g = [tf.zeros_like(p) for p in params]
         for piece, weight in sampling.pieces(slice(0, len(y)), chunk_size):
-            value, grads = loss.gradient(params, x[piece], y[piece], tf.constant(weight, tf.float32))
+            value, grads = loss.gradient(params, function.state, x[piece], y[piece], tf.constant(weight, tf.float32))
             check_loss(value, "the sample")
             g = [a + b for a, b in zip(g, grads)]
         return keyed(weights, (np.abs(p.numpy() * a.numpy()) for p, a in zip(params, g)))

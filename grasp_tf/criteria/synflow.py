@@ -78,14 +78,11 @@ def synflow_scores(model: Any, weights: Sequence[PrunableWeight], data: Any, *,
 
 def synflow_masks(model: Any, data: Any, sparsity: float, *, scope: str = "global",
                   count_rule: str = "exact", seed: int | None = None, prunable: Prunable = None,
-                  samples_per_class: int | None = None, num_draws: int = 1, rounds: int = 100,
-                  schedule: str = "exponential", **unknown: Any) -> dict[str, np.ndarray]:
-    """Keep-masks from ``rounds`` rounds of SynFlow scoring and pruning (the sampling options are ignored)."""
-    if unknown:
-        raise ValueError(f"Unknown option(s) {sorted(unknown)} for method 'synflow'; it takes "
-                         "['rounds', 'schedule'] (plus prunable, seed).")
-    sparsity = masking.check_sparsity(sparsity)
-    masking.check_scope(scope)
+                  rounds: int = 100, schedule: str = "exponential") -> dict[str, np.ndarray]:
+    """Keep-masks from ``rounds`` rounds of SynFlow scoring and pruning.
+
+    Called by ``grasp_tf.criteria.masks``, which has validated sparsity, scope and options.
+    """
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}.")
     if schedule not in SCHEDULES:
@@ -109,4 +106,4 @@ def synflow_masks(model: Any, data: Any, sparsity: float, *, scope: str = "globa
 
 
 SYNFLOW = Criterion("synflow", synflow_scores, remove_largest=False, needs_data=False,
-                    iterative_masks=synflow_masks)
+                    iterative_masks=synflow_masks, takes_sampling_options=False)

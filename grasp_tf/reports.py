@@ -1,0 +1,86 @@
+"""Reading masks back from a model (``get_masks``) and counting what they keep (``sparsity_report``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from grasp_tf import _keras_internals
+from grasp_tf.prunable import candidate_weights, is_wrapper, weight_name
+from grasp_tf.wrappers import MaskConstraint
+
+
+def get_masks(model: Any) -> dict[str, np.ndarray]:
+    """The keep-masks currently on ``model``, by key.
+
+    Read from mask wrappers (grasp_tf's ``FixedMaskWrapper`` or tfmot's ``PruneLowMagnitude``)
+    and from the mask constraints ``apply_masks`` puts on subclassed models. Works for Keras 3
+    and tf_keras models; an unpruned model gives ``{}``.
+
+    Args:
+        model: a Keras 3 or tf_keras model, pruned or not.
+
+    Returns:
+        ``{"<layer name>/<weight name>": bool array}`` (True = kept), one entry per masked weight.
+
+    Example:
+
+    >>> pruned = grasp_tf.prune_model(model, (x, y), 0.9)
+    >>> masks = grasp_tf.get_masks(pruned)  # the masks prune_model applied
+    """
+    out: dict[str, np.ndarray] = {}
+    for layer in _keras_internals.flatten_layers(model):
+        if is_wrapper(layer):
+            for w, m, _ in layer.pruning_vars:
+                out[f"{layer.layer.name}/{weight_name(w)}"] = np.asarray(m.numpy()) != 0
+        else:
+            for var in _keras_internals.own_variables(layer):
+                if isinstance(var.constraint, MaskConstraint):
+                    out[f"{layer.name}/{weight_name(var)}"] = var.constraint.mask.copy()
+    return out
+
+
+def sparsity_report(model: Any) -> dict[str, Any]:
+    """Kept counts and fractions per weight and for the whole model, JSON-serialisable.
+
+    Covers every masked weight and every default-prunable weight (unmasked ones count as fully
+    kept). ``kept`` counts mask entries; ``nonzero`` counts non-zero values, which also shows
+    sparsity baked into a stripped model.
+
+    Args:
+        model: a Keras 3 or tf_keras model: pruned, stripped or dense.
+
+    Returns:
+        A dict laid out as::
+
+            {"weights": {key: {"layer", "shape", "masked", "total", "kept", "kept_fraction", "nonzero"}},
+             "global": {"total", "kept", "kept_fraction", "sparsity", "nonzero", "nonzero_fraction"}}
+
+    Example:
+
+    >>> report = grasp_tf.sparsity_report(pruned)
+    >>> report["global"]["sparsity"]  # 0.9 after prune_model(model, data, 0.9)
+    """
+    masks = get_masks(model)
+    weights: dict[str, dict[str, Any]] = {}
+    for layer in _keras_internals.flatten_layers(model):
+        if is_wrapper(layer):
+            continue
+        default = {id(v) for _, v in candidate_weights(layer)}
+        for var in _keras_internals.own_variables(layer):
+            key = f"{layer.name}/{weight_name(var)}"
+            if key not in masks and id(var) not in default:
+                continue
+            value = np.asarray(var.numpy())
+            total = int(value.size)
+            kept = int(np.count_nonzero(masks[key])) if key in masks else total
+            weights[key] = {"layer": layer.name, "shape": list(value.shape), "masked": key in masks,
+                            "total": total, "kept": kept, "kept_fraction": kept / total if total else 1.0,
+                            "nonzero": int(np.count_nonzero(value))}
+    total = sum(w["total"] for w in weights.values())
+    kept = sum(w["kept"] for w in weights.values())
+    nonzero = sum(w["nonzero"] for w in weights.values())
+    frac = kept / total if total else 1.0
+    return {"weights": weights,
+            "global": {"total": total, "kept": kept, "kept_fraction": frac, "sparsity": 1.0 - frac,
+                       "nonzero": nonzero, "nonzero_fraction": nonzero / total if total else 1.0}}
