@@ -41,5 +41,9 @@ def test_study_tables_aggregate_seeds_into_mean_and_std():
     assert math.isclose(summary[("grasp", 0.98)]["final_test_accuracy_std"], math.sqrt(0.005))  # ddof=1
     assert summary[("none", 0.0)]["relative_gradient_norm"] is None
     compact = study.compact_markdown(list(summary.values())).splitlines()
-    assert compact[0] == "| model (dense acc.) | sparsity | grasp | snip | random | magnitude |"
-    assert compact[2:] == ["| conv4 (65.0 ± 7.1) | 98% | 45.0 ± 7.1 | 30.0 ± 0.0 | - | - |"]
+    assert compact[0] == "| model (dense acc.) | sparsity | grasp | snip |"
+    assert compact[2:] == ["| conv4 (65.0 ± 7.1) | 98% | 45.0 ± 7.1 | 30.0 ± 0.0 |"]
+    (c,) = study.comparisons(rows)  # GraSP - SNIP, seed by seed: +0.10, +0.20
+    assert c["a"][1] == "grasp" and c["b"][1] == "snip" and c["n"] == 2
+    assert math.isclose(c["mean"], 0.15) and math.isclose(c["std"], math.sqrt(0.005))
+    assert math.isclose(c["t"], 3.0) and not c["clear"]  # t(1) must exceed 12.7
