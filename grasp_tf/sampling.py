@@ -123,7 +123,7 @@ def _balanced_draw(stream: _Stream, num_classes: int, per_class: int) -> Batch:
         if batch is None or seen > _PATIENCE * per_class * num_classes:
             short = np.flatnonzero(need)
             have = (per_class - need[short]).tolist()
-            where = "The data ran out" if batch is None else f"After {seen} examples the stream still"
+            where = "The data ran out" if batch is None else f"After {seen} examples, the stream had not yet given"
             raise ValueError(
                 f"{where} before {per_class} examples of every class were found "
                 f"(samples_per_class={per_class}, {num_classes} classes): classes "

@@ -51,8 +51,12 @@ def worker_dir(output_dir: str, strategy: tf.distribute.Strategy) -> str:
 def scoring_data(cfg: dict, ds: data.Data) -> tuple[Any, dict]:
     """What the pruning library scores on, drawn from the shuffled, augmented training stream."""
     if cfg["samples_per_class"] > 0:
-        return ds.train_stream().batch(256), {"samples_per_class": cfg["samples_per_class"],
-                                      "num_draws": cfg["num_draws"]}
+        # Enough passes for every draw if each class is present, so a missing class ends the
+        # stream (one clear error) instead of an endless search.
+        wanted = cfg["samples_per_class"] * ds.num_classes * cfg["num_draws"]
+        passes = 1 + -(-wanted // ds.train_size)
+        return ds.train_stream().take(passes * ds.train_size).batch(256), {
+            "samples_per_class": cfg["samples_per_class"], "num_draws": cfg["num_draws"]}
     # Not class-balanced (the reference's ImageNet setting): each random batch is one draw.
     return ds.train_stream().batch(cfg["scoring_batch_size"]), {"num_draws": cfg["scoring_batches"]}
 
