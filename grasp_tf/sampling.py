@@ -123,9 +123,10 @@ def _balanced_draw(stream: _Stream, num_classes: int, per_class: int) -> Batch:
         if batch is None or seen > _PATIENCE * per_class * num_classes:
             short = np.flatnonzero(need)
             have = (per_class - need[short]).tolist()
-            where = "The data ran out" if batch is None else f"After {seen} examples, the stream had not yet given"
+            where = ("The data ran out before" if batch is None
+                     else f"After {seen} examples the stream had still not given")
             raise ValueError(
-                f"{where} before {per_class} examples of every class were found "
+                f"{where} {per_class} examples of every class "
                 f"(samples_per_class={per_class}, {num_classes} classes): classes "
                 f"{short[:10].tolist()} have only {have[:10]}.")
         x, y = batch
