@@ -1,6 +1,7 @@
 """`python -m train.run` as a user runs it: end to end, distributed, bad input (crashes: test_resume.py)."""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -124,3 +125,23 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, args, message):
     ours = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(ours) == 1 and message in ours[0], r.stderr[-2000:]
     assert not out.exists()
+
+
+def test_quick_start_prints_only_our_lines(tmp_path):
+    """A user's plain run (no TF_CPP_MIN_LOG_LEVEL set) shows no TensorFlow start-up block, no
+    "failed call to cuInit", no Keras warnings: stderr is empty; export is as quiet."""
+    flagfile = tmp_path / "tiny.cfg"
+    flagfile.write_text(f"--flagfile={ROOT}/configs/quickstart.cfg\n--train_limit=512\n--test_limit=512\n"
+                        f"--epochs=1\n--output_dir={tmp_path / 'run'}\n")
+    user_env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = run([f"--flagfile={flagfile}"], env=user_env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("pruning 98.00% of lenet300 with grasp") and "test accuracy" in lines[-1]
+    assert not [line for line in lines if line[:1] in "IWE" and line[1:5].isdigit()]  # glog-style lines
+    e = subprocess.run([sys.executable, "-m", "train.export", f"--run_dir={tmp_path / 'run'}", "--tflite"],
+                       cwd=ROOT, env=user_env, capture_output=True, text=True, timeout=600)
+    assert e.returncode == 0 and e.stderr == "", e.stderr[-3000:]
+    assert len(e.stdout.splitlines()) == 2
+    verbose = run([f"--flagfile={flagfile}", "--overwrite", "--verbosity=0"], env=user_env)
+    assert verbose.returncode == 0 and re.search(r"^[IWE]\d{4} ", verbose.stderr, re.M)  # asked for: shown

@@ -45,6 +45,7 @@ def _summary(path: str, report: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     from absl import flags, logging
 
+    from train import quiet
     from train.errors import UsageError
 
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs INFO lines
@@ -54,7 +55,8 @@ def main(argv: list[str]) -> int:
     if not os.path.isdir(f.run_dir):
         raise UsageError(f"--run_dir={f.run_dir} is not a directory")
     try:
-        exported = export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite)
+        with quiet.filtered_stderr():  # TFLite's interpreter announces its delegate
+            exported = export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite)
     except FileExistsError as e:
         raise UsageError(f"{e.filename or str(e).split(' already exists')[0]} already exists; add --overwrite "
                          "to replace it") from None

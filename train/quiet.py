@@ -8,10 +8,12 @@ real import problem still shows. Setting ``TF_CPP_MIN_LOG_LEVEL`` yourself, or a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
+from typing import Iterator
 
 USER_SET_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # read before the tools set a default
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ log lines after start-up, ERROR included
@@ -21,7 +23,8 @@ _STARTUP = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|[IWE]\d{4} [\d:. ]+\s+\d+ (port|cudart_stub|cuda_platform|cuda_executor|cpu_feature_guard|"
     r"cuda_dnn|cuda_fft|cuda_blas|cuda_diagnostics|computation_placer)\.cc:\d+\] .*"
-    r"|To enable the following instructions: .*)$")
+    r"|To enable the following instructions: .*"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.)$")
 
 
 def startup_noise(line: str) -> bool:
@@ -29,21 +32,26 @@ def startup_noise(line: str) -> bool:
     return bool(_STARTUP.match(line))
 
 
-def import_tensorflow(verbose: bool = False) -> None:
-    """Import TensorFlow and probe its devices, hiding the start-up block unless ``verbose``."""
-    if verbose and not USER_SET_TF_LOG_LEVEL:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
-    if verbose or USER_SET_TF_LOG_LEVEL or "tensorflow" in sys.modules:
-        import tensorflow as tf  # noqa: F401
+def verbose() -> bool:
+    """True when the user asked to see TensorFlow's own log lines (``TF_CPP_MIN_LOG_LEVEL`` or ``--verbosity``)."""
+    return USER_SET_TF_LOG_LEVEL or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+
+
+@contextlib.contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """Hide TensorFlow's start-up and TFLite notice lines printed (from C++) to stderr inside the block.
+
+    Everything else printed there is replayed afterwards, so real problems still show.
+    """
+    if verbose():
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # where "failed call to cuInit" is printed
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -51,5 +59,15 @@ def import_tensorflow(verbose: bool = False) -> None:
             captured.seek(0)
             rest = [line for line in captured.read().decode(errors="replace").splitlines()
                     if not startup_noise(line)]
-    if rest:
-        print("\n".join(rest), file=sys.stderr)
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
+
+
+def import_tensorflow(verbose: bool = False) -> None:
+    """Import TensorFlow and probe its devices, hiding the start-up block unless ``verbose``."""
+    if verbose and not USER_SET_TF_LOG_LEVEL:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    with filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # where "failed call to cuInit" is printed
