@@ -52,6 +52,12 @@ def is_saved_model_dir(path: str) -> bool:
     return os.path.isdir(path) and (not os.listdir(path) or os.path.exists(os.path.join(path, "saved_model.pb")))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def staging_dir(path: str, overwrite: bool, replaceable: Callable[[str], bool], what: str) -> str:
     """A new temporary directory beside ``path`` after checking that ``path`` may be written."""
     if os.path.lexists(path):
@@ -64,7 +70,9 @@ def staging_dir(path: str, overwrite: bool, replaceable: Callable[[str], bool], 
         raise NotADirectoryError(f"Cannot write {path}: {parent} is a file, not a directory.")
     try:
         os.makedirs(parent, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+        staged = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+        os.chmod(staged, 0o777 & ~_umask())  # mkdtemp makes 0700; the export gets the user's usual mode
+        return staged
     except OSError as e:
         raise type(e)(f"Cannot write {path}: {e.strerror} ({e.filename}).") from None
 

@@ -20,5 +20,6 @@ def test_readme_python_example_runs(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import os\n" + example + check], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "shuffle=True" not in r.stderr and "UserWarning" not in r.stderr, r.stderr[-3000:]
     printed = [float(line) for line in r.stdout.splitlines() if re.fullmatch(r"0\.\d+", line.strip())]
     assert printed and abs(printed[0] - 0.98) < 1e-4, r.stdout[-2000:]

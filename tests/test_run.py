@@ -57,6 +57,13 @@ def test_end_to_end_fashion_mnist(tmp_path):
     exported = json.loads((out / "export" / "sparsity.json").read_text())
     assert res["export"]["parameters"]["sparse"] < res["export"]["parameters"]["dense"]
     assert exported["parameters"] == res["export"]["parameters"]
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in [out / name for name in ("config.json", "masks.npz", "metrics.csv", "results.json", "model.keras",
+                                         "pruning.json")] + [out / "export"]:
+        want = (0o777 if path.is_dir() else 0o666) & ~mask  # what the user's umask gives any file they write
+        assert path.stat().st_mode & 0o777 == want, (path, oct(path.stat().st_mode))
+    assert not (out / ".lock").exists()
     again = run([*SMALL, "--epochs=2", "--export", f"--output_dir={out}"])  # same command: nothing to redo
     assert again.returncode == 0 and "already holds this finished run" in again.stdout
 
