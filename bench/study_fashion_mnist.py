@@ -287,6 +287,38 @@ def comparison_markdown(comps: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_words(comps: list[dict[str, Any]]) -> str:
+    """One sentence per paired comparison: the difference and whether it exceeds the seed spread."""
+    def name(k: tuple) -> str:
+        return {"shuffle": f"{k[1]} shuffled", "invert": f"{k[1]} inverted", "reinit": f"{k[1]} reinitialized",
+                None: k[1]}[k[3]]
+
+    out = []
+    for c in comps:
+        verdict = ("beyond the seed spread" if c["clear"] else
+                   "within the seed spread" + ("" if c["same_sign"] else " (the seeds disagree in sign)"))
+        out.append(f"- {c['a'][0]} at {c['a'][2] * 100:g}%: {name(c['a'])} − {name(c['b'])} = "
+                   f"{c['mean'] * 100:+.1f} ± {c['std'] * 100:.1f} points over {c['n']} seeds, {verdict}.")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+README_BEGIN = "<!-- study:begin (written by bench/study_fashion_mnist.py --report_only; do not edit by hand) -->"
+README_END = "<!-- study:end -->"
+
+
+def update_readme(section: str, path: str) -> bool:
+    """Replace the text between the study markers in ``path`` with ``section``; False if the markers are absent."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f"{head}{README_BEGIN}\n{section}{README_END}{tail}")
+    return True
+
+
 def plot(summary: list[dict[str, Any]], args: argparse.Namespace, path: str) -> None:
     """Per model (columns): final test accuracy vs sparsity (top) and relative gradient norm at init (bottom)."""
     import matplotlib
@@ -352,6 +384,17 @@ def report(args: argparse.Namespace) -> str:
     with open(os.path.join(out, "study.md"), "w") as f:
         f.write(text)
     plot(summary, args, os.path.join(out, "study.png"))
+    if os.path.normpath(args.output_dir) == os.path.normpath(parse_args([]).output_dir):  # the recorded study
+        section = (f"{len(rows)} of {total} cells done ({', '.join(cpus)}). Final test accuracy (%) on "
+                   f"{test}, mean ± std over seeds:\n\n{compact_markdown(summary)}\n"
+                   f"Sanity checks, final test accuracy (%):\n\n"
+                   f"{ablation_markdown(summary) or 'none finished yet.' + chr(10)}\n"
+                   f"Paired by seed (same initialization and data order):\n\n"
+                   f"{in_words(comps) or 'none yet (a comparison needs two seeds).' + chr(10)}\n")
+        figure = "bench/results/study_converged/study.png"
+        update_readme(section + f"![study]({figure})\n\n", os.path.join(ROOT, "README.md"))
+        update_readme(section + f"![study](../{figure})\n\n" + comparison_markdown(comps) + "\n",
+                      os.path.join(ROOT, "docs", "benchmarks.md"))
     return text
 
 
