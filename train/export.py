@@ -14,8 +14,11 @@ import train.quiet  # noqa: F401  (first: notes whether the user set TF's log le
 
 
 def export_run(run_dir: str, output: str | None = None, storage: str = "sparse", tflite: bool = False,
-               overwrite: bool = False) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Export ``<run_dir>/model.keras``; returns (path, report) by kind (``saved_model``, ``tflite``)."""
+               overwrite: bool = False, log=lambda line: None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Export ``<run_dir>/model.keras``; returns (path, report) by kind (``saved_model``, ``tflite``).
+
+    ``log`` receives one progress line per file written (``[i/n] <summary>``).
+    """
     import keras
 
     import grasp_tf  # registers FixedMaskWrapper for loading
@@ -29,10 +32,15 @@ def export_run(run_dir: str, output: str | None = None, storage: str = "sparse",
         raise ValueError(f"{path} exists but is not a readable Keras model ({type(e).__name__}); rerun the "
                          "same python -m train.run command to write it again.") from None
     output = output or os.path.join(run_dir, "export")
-    out = {"saved_model": (output, grasp_tf.export_saved_model(model, output, storage=storage, overwrite=overwrite))}
+    steps = [("saved_model", output, lambda p: grasp_tf.export_saved_model(model, p, storage=storage,
+                                                                          overwrite=overwrite))]
     if tflite:
-        path = output.rstrip("/\\") + ".tflite"
-        out["tflite"] = (path, grasp_tf.export_tflite(model, path, overwrite=overwrite))
+        steps.append(("tflite", output.rstrip("/\\") + ".tflite",
+                      lambda p: grasp_tf.export_tflite(model, p, overwrite=overwrite)))
+    out = {}
+    for i, (kind, path, export) in enumerate(steps, 1):
+        out[kind] = (path, export(path))
+        log(f"[{i}/{len(steps)}] {_summary(path, out[kind][1])}")
     return out
 
 
@@ -56,12 +64,10 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--run_dir={f.run_dir} is not a directory")
     try:
         with quiet.filtered_stderr():  # TFLite's interpreter announces its delegate
-            exported = export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite)
+            export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite, log=lambda s: print(s, flush=True))
     except FileExistsError as e:
         raise UsageError(f"{e.filename or str(e).split(' already exists')[0]} already exists; add --overwrite "
                          "to replace it") from None
-    for path, report in exported.values():
-        print(_summary(path, report))
     return 0
 
 
