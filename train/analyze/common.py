@@ -149,6 +149,15 @@ def line_styles(methods: Sequence[str]) -> list[dict[str, str]]:
     return styles
 
 
+def label_axes(ax: Any, xlabel: str, ylabel: str, title: str, **legend: Any) -> None:
+    """Axis labels, title, a light grid and the legend (``legend``: its keyword arguments)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(**legend)
+
+
 def save_figure(fig: Any, path: str) -> None:
     """Write ``fig`` as a PNG and close it."""
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""`train.analyze compare`: runs' results.json as a table (Markdown, CSV, plot), mean ± std over seeds, beside the paper."""
+"""`train.analyze compare`: runs' results.json as a table, mean ± std over seeds, vs the paper."""
 from __future__ import annotations
 
 import glob
@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from train import artifacts
-from train.analyze.common import Config, Log, expand, line_styles, percent, read_csv, save_figure, write_csv
+from train.analyze.common import (Config, Log, expand, label_axes, line_styles, percent, read_csv, save_figure,
+                                  write_csv)
 from train.artifacts import EXECUTION_FLAGS
 from train.errors import UsageError
 
@@ -144,13 +145,10 @@ def plot_compare(rows: Sequence[dict[str, Any]], paper: dict[tuple[Any, ...], li
             ax.scatter(*zip(*published), facecolors="none", edgecolors=style["color"], s=70,
                        label=f"{label} (paper)")
     ax.set_xticks(range(len(sparsities)), [percent(s) for s in sparsities])
-    ax.set_xlabel("pruning ratio")
-    ax.set_ylabel(f"{metric.split('_')[0]} test accuracy (%)")
     context = ", ".join(str(rows[0][fields[i]]) for i in shared if rows[0][fields[i]] not in ("", "kaiming"))
-    ax.set_title(f"{context}: test accuracy (mean ± std over seeds)" if context else
-                 "test accuracy (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    label_axes(ax, "pruning ratio", f"{metric.split('_')[0]} test accuracy (%)",
+               f"{context}: test accuracy (mean ± std over seeds)" if context else
+               "test accuracy (mean ± std over seeds)", fontsize="small")
     save_figure(fig, path)
 
 

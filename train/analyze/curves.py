@@ -7,8 +7,8 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 
 from train import artifacts
-from train.analyze.common import (Config, Log, expand, labels_for, line_styles, run_config, save_figure,
-                                  write_csv)
+from train.analyze.common import (Config, Log, expand, label_axes, labels_for, line_styles, run_config,
+                                  save_figure, write_csv)
 from train.errors import UsageError
 
 METRIC_COLUMNS = ("loss", "test_loss", "accuracy", "test_accuracy")
@@ -41,11 +41,7 @@ def plot_curves(labels: Sequence[str], data: Sequence[Sequence[dict[str, float]]
             ax.plot(epochs, [r[metric] for r in rows], label=f"{label}, train", **style)
             ax.plot(epochs, [r[f"test_{metric}"] for r in rows], linestyle="--", label=f"{label}, test", **style)
     for ax, name in zip(axes, ("cross-entropy loss", "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} (train solid, test dashed)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        label_axes(ax, "epoch", name, f"{name} (train solid, test dashed)", fontsize="small")
     save_figure(fig, path)
 
 

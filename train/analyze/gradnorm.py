@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from train import artifacts
-from train.analyze.common import (Config, Log, build_model, check_methods, load_data, model_name, percent,
-                                  save_figure, scoring_options, scoring_sample, write_csv)
+from train.analyze.common import (Config, Log, build_model, check_methods, label_axes, load_data, model_name,
+                                  percent, save_figure, scoring_options, scoring_sample, write_csv)
 from train.colors import color
 from train.errors import UsageError
 from train.progress import Progress, roughly
@@ -120,12 +120,9 @@ def plot_gradnorm(summary: Sequence[dict[str, Any]], title: str, path: str) -> N
                             color=line.get_color(), alpha=0.2, linewidth=0)
     ax.axhline(1.0, color=color("dense"), linestyle="--", linewidth=1, label="dense (= 1)")
     ax.set_xticks(range(len(sparsities)), [percent(s) for s in sparsities])
-    ax.set_xlabel("pruning ratio")
-    ax.set_ylabel("gradient norm at init, pruned / dense")
-    ax.set_title(title)
     ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    label_axes(ax, "pruning ratio", "gradient norm at init, pruned / dense", title, loc="center left",
+               bbox_to_anchor=(1.01, 0.5))
     save_figure(fig, path)
 
 

@@ -1,4 +1,4 @@
-"""`train.analyze layers` (Fig. 3): the fraction of weights each method keeps per layer, computed here or read from runs."""
+"""`train.analyze layers` (Fig. 3): the fraction of weights each method keeps per layer, computed or from runs."""
 from __future__ import annotations
 
 import os
@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from train import artifacts
-from train.analyze.common import (Config, Log, build_model, check_methods, expand, labels_for, line_styles,
-                                  load_data, model_name, percent, run_config, save_figure, scoring_options,
-                                  scoring_sample, write_csv)
+from train.analyze.common import (Config, Log, build_model, check_methods, expand, label_axes, labels_for,
+                                  line_styles, load_data, model_name, percent, run_config, save_figure,
+                                  scoring_options, scoring_sample, write_csv)
 from train.errors import UsageError
 from train.progress import Progress
 
@@ -62,12 +62,8 @@ def plot_layers(keys: Sequence[str], labels: Sequence[str], densities: Sequence[
         ax.set_xticks(x, [f"{i}: {k.rsplit('/', 1)[0]}" for i, k in zip(x, keys)], rotation=30, ha="right")
     else:
         ax.set_xticks(x)
-    ax.set_xlabel("layer index (input to output)")
-    ax.set_ylabel("weights kept (%)")
     ax.set_ylim(bottom=0)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    label_axes(ax, "layer index (input to output)", "weights kept (%)", title)
     save_figure(fig, path)
 
 
