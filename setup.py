@@ -7,7 +7,7 @@ setup(
     description="GraSP, SNIP and other foresight pruning methods for Keras 3 / TensorFlow.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["grasp_tf", "grasp_tf.*", "models", "models.*", "train", "train.*"]),
+    packages=find_packages(include=["grasp_tf", "grasp_tf.*", "models", "models.*", "train", "train.*", "bench"]),
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16,<2.22",

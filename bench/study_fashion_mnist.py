@@ -30,6 +30,8 @@ import tempfile
 import time
 from typing import Any, Iterator
 
+from train.colors import COLORS  # the same colour per method in every figure
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("grasp", "snip", "synflow", "random")
 SPARSITIES = (0.95, 0.98, 0.99, 0.995)
@@ -38,8 +40,6 @@ MODELS = {"resnet20": 1, "conv4": 0}  # name -> --width (0 = the builder's defau
 GRADNORM_EXAMPLES = 512
 T_CRIT_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 5%, by degrees of freedom
 MIN_DIFFERENCE = 0.01  # below 1 point, a difference can be the CPU's (docs/benchmarks.md)
-COLORS = {"dense": "black", "grasp": "tab:blue", "snip": "tab:orange", "synflow": "tab:green", "random": "tab:red",
-          "magnitude": "tab:purple"}  # the same colour per method in every figure
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -299,3 +299,33 @@ def test_commands_report_bad_input(tmp_path):
         analyze.main(["analyze", "plot"])
     with pytest.raises(analyze.UsageError, match="unknown"):
         run_cli("gradnorm", tmp_path, methods=["nope"])
+
+
+@pytest.mark.subprocess
+def test_gradnorm_says_what_it_will_do_and_prints_progress_lines_when_not_on_a_terminal(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-m", "train.analyze", "gradnorm", "--methods=random", "--sparsities=0.5",
+                        "--trials=2", "--limit=128", f"--output_dir={tmp_path}"], cwd=root, capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "PYTHONPATH": root})
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert re.fullmatch(r"gradnorm: 2 initializations x 1 methods \(random\) x 1 pruning ratios of conv4 on 128 "
+                        r"fashion_mnist examples \(1 batches of 128\): 4 steps, about \d+(\.\d)? (s|min|h) .*", lines[0])
+    progress = [l for l in lines if l.startswith("[")]
+    assert [l.split("]")[0] for l in progress] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert all(re.search(r"\(elapsed \d+:\d\d, ETA \d+:\d\d\)$", l) for l in progress)
+    assert "trial 2/2: random scored" in progress[2]
+    assert lines[-1].startswith("wrote ")
+
+
+def test_run_identity_and_compare_grouping_share_one_list_of_execution_flags():
+    from train.analyze import compare
+    from train.run import NOT_IN_IDENTITY
+
+    assert NOT_IN_IDENTITY is artifacts.EXECUTION_FLAGS
+    assert compare.EXECUTION_KEYS == artifacts.EXECUTION_FLAGS | {"seed"}
+    assert analyze.EXECUTION_KEYS is compare.EXECUTION_KEYS

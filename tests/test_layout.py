@@ -1,4 +1,9 @@
-"""The package's shape: no import circle (lazy imports included), private Keras access in one module, small files."""
+"""The packages' shape: no import circle (lazy imports included), private Keras access in one module each, small files.
+
+grasp_tf/ (the library) and train/ (the command-line tools) each have one ``_keras_internals``
+module; every other module uses public APIs only, stays under ~300 lines and opens with a
+docstring line stating its purpose.
+"""
 import ast
 import os
 import re
@@ -6,13 +11,13 @@ import re
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGE = os.path.join(ROOT, "grasp_tf")
+PACKAGES = ("grasp_tf", "train")
 
 
-def modules() -> dict[str, str]:
-    """Every module of grasp_tf by dotted name -> file path."""
+def modules(package: str = "grasp_tf") -> dict[str, str]:
+    """Every module of ``package`` (grasp_tf or train) by dotted name -> file path."""
     out = {}
-    for folder, _, files in os.walk(PACKAGE):
+    for folder, _, files in os.walk(os.path.join(ROOT, package)):
         for name in files:
             if name.endswith(".py"):
                 path = os.path.join(folder, name)
@@ -84,11 +89,14 @@ def test_the_cycle_finder_finds_a_circle():
 PRIVATE = re.compile(r"keras\.src|\._[a-z]|[\"']_[a-z]\w*[\"']")
 
 
-@pytest.mark.parametrize("name", sorted(modules()))
+ALL_MODULES = {name: path for package in PACKAGES for name, path in modules(package).items()}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_MODULES))
 def test_private_keras_access_is_only_in_keras_internals(name):
-    if name == "grasp_tf._keras_internals":
+    if name.endswith("._keras_internals"):
         return
-    path = modules()[name]
+    path = ALL_MODULES[name]
     hits = []
     for number, line in enumerate(open(path, encoding="utf-8"), 1):
         code = line.split("#")[0]
@@ -102,12 +110,19 @@ def test_private_keras_access_is_only_in_keras_internals(name):
     assert not hits, "\n".join(hits)
 
 
-@pytest.mark.parametrize("name", sorted(modules()))
+@pytest.mark.parametrize("name", sorted(ALL_MODULES))
 def test_every_module_is_small_and_opens_with_its_purpose(name):
-    path = modules()[name]
+    path = ALL_MODULES[name]
     lines = open(path, encoding="utf-8").read().splitlines()
     assert len(lines) <= 300, f"{path} has {len(lines)} lines"
     assert lines[0].startswith('"""') and len(lines[0]) > 20, f"{path} does not open with a docstring line"
+
+
+def test_train_imports_private_keras_only_in_its_internals_module():
+    graph_hits = [name for name, path in modules("train").items() if not name.endswith("._keras_internals")
+                  and re.search(r"^\s*(from|import) keras\.src", open(path, encoding="utf-8").read(), re.M)]
+    assert graph_hits == []
+    assert "keras.src" in open(modules("train")["train._keras_internals"], encoding="utf-8").read()
 
 
 @pytest.mark.parametrize("name", [

@@ -15,6 +15,11 @@ import numpy as np
 RUN_FILES = ("config.json", "pruning.json", "masks.npz", "metrics.csv", "results.json", "model.keras")
 RUN_DIRS = ("backup", "tensorboard", "export")
 CRASH_ENV = "GRASP_TF_CRASH_AT"
+# Flags of train.run that say where/how a run executes, not what it computes: not part of a
+# run's identity (a resumed run may change them) and never a reason to keep runs apart when
+# comparing them (train.analyze compare also averages over the seed).
+EXECUTION_FLAGS = frozenset({"output_dir", "overwrite", "export", "strategy", "jit_compile", "data_dir",
+                             "cpu_devices"})
 
 
 def _umask() -> int:

@@ -23,7 +23,7 @@ def _fractions(values: list[str]) -> bool:
 
 
 # Data
-flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name (see train/data.py).")
+flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name (see train/data/).")
 flags.DEFINE_string("data_dir", None, "Where the dataset lives (default: the dataset's usual place).")
 flags.DEFINE_float("validation_split", 0.0, "Fraction of the training set held out for validation, in [0, 1).",
                    lower_bound=0.0)

@@ -13,7 +13,7 @@ import keras
 
 import grasp_tf
 import models
-from train import artifacts, data
+from train import _keras_internals, artifacts, data
 from train.checkpoint import Checkpoints, EpochCheckpoint
 from train.errors import UsageError
 from train.optim import CoupledSGD, boundary_epochs, step_schedule
@@ -104,23 +104,11 @@ def prepare_multi_worker_fit(model: keras.Model, ds: data.Data, strategy: tf.dis
     outputs with ``axis=0``; both fail. Build from one plain batch instead, and reduce
     scalars over replicas with ``axis=None``.
     """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
     x, y = next(iter(ds.test.take(1)))
     with strategy.scope():
-        model._symbolic_build(data_batch=(x, y))
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    keras_reduce = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
-            return tf.nest.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None) if v.shape.rank == 0
-                else keras_reduce(v, strategy, reduction), values)
-        return keras_reduce(values, strategy, reduction)
-
-    reduce_per_replica.__wrapped__ = keras_reduce
-    tf_trainer.reduce_per_replica = reduce_per_replica
+        _keras_internals.symbolic_build(model, (x, y))
+    _keras_internals.skip_symbolic_build(model)
+    _keras_internals.install_multi_worker_scalar_reduce()
 
 
 class TestMetrics(keras.callbacks.Callback):
@@ -133,7 +121,7 @@ class TestMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         loss, acc = self.model.evaluate(self.test, verbose=0)
         opt = self.model.optimizer
-        schedule = opt._learning_rate  # `learning_rate` would give the *next* step's value
+        schedule = _keras_internals.learning_rate_schedule(opt)  # not the *next* step's value
         lr = schedule(opt.iterations - 1) if callable(schedule) else schedule
         logs.update(test_loss=float(loss), test_accuracy=float(acc), lr=float(lr))
 

@@ -16,8 +16,7 @@ from train import artifacts
 
 FLAGS = flags.FLAGS
 
-# Flags that name where/how to run, not what is computed: a resumed run may change them.
-NOT_IN_IDENTITY = {"output_dir", "overwrite", "export", "strategy", "jit_compile", "data_dir", "cpu_devices"}
+NOT_IN_IDENTITY = artifacts.EXECUTION_FLAGS  # where/how to run, not what is computed: a resume may change them
 
 
 from train.errors import UsageError, run_app  # noqa: E402
