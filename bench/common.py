@@ -16,19 +16,11 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 
 
 def machine() -> dict[str, Any]:
-    """Date, host CPU model, core count and library versions, for the record."""
-    model = ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-    except OSError:
-        pass
-    import keras
-    import tensorflow as tf
+    """Date, host CPU model, core count and library versions, for the record (train.artifacts.machine + more)."""
+    from train import artifacts
 
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "nproc": os.cpu_count(), "cpu": model or platform.processor(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "nproc": os.cpu_count(), "python": platform.python_version(), **artifacts.machine(),
             "loadavg_at_start": os.getloadavg()[0]}
 
 

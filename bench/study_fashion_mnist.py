@@ -30,6 +30,7 @@ import tempfile
 import time
 from typing import Any, Iterator
 
+from bench import common
 from train.colors import COLORS  # the same colour per method in every figure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,20 +126,6 @@ def gradient_norm_at_init(cell: dict[str, Any], args: argparse.Namespace) -> dic
     kept = sum(int(np.count_nonzero(m)) for m in masks.values())
     return {"dense": dense, "pruned": pruned, "relative": pruned / dense, "kept": kept,
             "examples": GRADNORM_EXAMPLES}
-
-
-def machine() -> dict[str, Any]:
-    """The CPU and library versions the cells ran on (results differ across CPUs: docs/benchmarks.md)."""
-    from importlib import metadata
-
-    cpu = ""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-    except OSError:
-        pass
-    return {"cpu": cpu, "nproc": os.cpu_count(), "tensorflow": metadata.version("tensorflow"),
-            "keras": metadata.version("keras"), "date": time.strftime("%Y-%m-%d")}
 
 
 def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -369,9 +356,9 @@ def report(args: argparse.Namespace) -> str:
     comps = comparisons(rows)
     total = sum(1 for _ in cells(args))
     settings = {k: v for k, v in vars(args).items() if k not in ("report_only", "quick", "commit", "gradnorm_worker")}
-    cpus = sorted({r["cpu"] for r in rows if r["cpu"]}) or [machine()["cpu"]]
+    cpus = sorted({r["cpu"] for r in rows if r["cpu"]}) or [common.machine()["cpu"]]
     with open(os.path.join(out, "study.json"), "w") as f:
-        json.dump({"settings": settings, "machine": machine(), "cpus": cpus, "cells_done": len(rows),
+        json.dump({"settings": settings, "machine": common.machine(), "cpus": cpus, "cells_done": len(rows),
                    "cells_total": total, "summary": summary, "comparisons": comps, "rows": rows}, f, indent=1)
     test = f"the first {args.test_limit} test images" if args.test_limit else "the full 10,000-image test set"
     text = (f"{len(rows)} of {total} cells done. Recipe: {args.epochs} epochs on {args.train_limit:,} training "

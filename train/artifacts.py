@@ -31,6 +31,24 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would give: temp files are created 0600
 
 
+def machine() -> dict[str, str]:
+    """The CPU model and library versions this process runs on (no TensorFlow import needed).
+
+    Recorded with every result: the same command and seed are bit-identical on one CPU model only.
+    """
+    import platform
+    from importlib import metadata
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpu": cpu or platform.processor(), "tensorflow": metadata.version("tensorflow"),
+            "keras": metadata.version("keras")}
+
+
 def crash_point(name: str, epoch: int | None = None) -> None:
     """Fault injection for the crash tests: SIGKILL this process if ``$GRASP_TF_CRASH_AT`` names this point.
 

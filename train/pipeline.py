@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import sys
 import time
@@ -126,17 +125,6 @@ class TestMetrics(keras.callbacks.Callback):
         logs.update(test_loss=float(loss), test_accuracy=float(acc), lr=float(lr))
 
 
-def machine() -> dict[str, str]:
-    """The CPU and versions a run ran on: the same command and seed are bit-identical on one CPU model only."""
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"cpu": cpu or platform.processor(), "tensorflow": tf.__version__, "keras": keras.__version__}
-
-
 def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
     """Train one configuration to the end; returns (and writes) results.json's content.
 
@@ -202,7 +190,7 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
         "sparsity": report,
         "scoring_seconds": scoring_seconds,
         "wall_seconds": time.perf_counter() - t_start,
-        "machine": machine(),
+        "machine": artifacts.machine(),
     }
     if chief:
         artifacts.save_model(model, os.path.join(out, "model.keras"))
