@@ -318,7 +318,7 @@ def plot(summary: list[dict[str, Any]], args: argparse.Namespace, path: str) -> 
         return
     panels = (("final_test_accuracy", 100, "final test accuracy (%)"),
               ("relative_gradient_norm", 1, "gradient norm at init, pruned / dense"))
-    fig, axes = plt.subplots(2, len(model_names), figsize=(6 * len(model_names), 8), squeeze=False)
+    fig, axes = plt.subplots(2, len(model_names), figsize=(7.5 * len(model_names), 8), squeeze=False)
     recipe = f"{args.epochs} epochs on {args.train_limit:,} images, batch {args.batch_size}, lr {args.lr}"
     for col, model in enumerate(model_names):
         for row, (key, scale, label) in enumerate(panels):
@@ -336,13 +336,13 @@ def plot(summary: list[dict[str, Any]], args: argparse.Namespace, path: str) -> 
                 ax.axhline(dense[0][key] * scale, color=COLORS["dense"], ls="--", label="dense")
             if key == "relative_gradient_norm":
                 ax.axhline(1.0, color=COLORS["dense"], ls="--", lw=0.8, label="dense (= 1)")
-            title = (f"{model}: test accuracy after training ({recipe})" if row == 0
+            title = (f"{model}: test accuracy after training" if row == 0
                      else f"{model}: gradient norm at initialization, relative to dense")
             ax.set(title=title, xlabel="sparsity (%)", ylabel=label)
             ax.title.set_fontsize("medium")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize="small", loc="lower left" if row == 0 else "best", framealpha=0.9)
-    fig.suptitle("Fashion-MNIST, full test set; mean ± std over seeds")
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: hides no line
+    fig.suptitle(f"Fashion-MNIST: {recipe};\naccuracy on the full test set; mean ± std over seeds", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
