@@ -166,9 +166,9 @@ def _replayed(draws: Iterator[Batch], replay: Callable[[], Iterator[Batch]], pro
         for i, digest in enumerate(digests):
             try:
                 x, y = next(again)
-            except (ValueError, StopIteration) as e:
+            except Exception as e:  # noqa: BLE001 (the data's own error, e.g. a one-shot generator's)
                 raise ValueError(f"sample_storage='replay': iterating the data again failed at draw {i} "
-                                 f"({e or 'it ended'}). Replay needs data that gives the same draws on every "
+                                 f"({str(e).strip().splitlines()[0] if str(e).strip() else 'it ended'}). Replay needs data that gives the same draws on every "
                                  "iteration; use sample_storage='disk'.") from None
             if _digest(x, y) != digest:
                 raise ValueError(f"sample_storage='replay': draw {i} differs from the first pass's (the data "
