@@ -58,11 +58,20 @@ def batches(data: Data) -> Iterator[Batch]:
             raise ValueError(f"The dataset must yield (x, y) pairs; its elements are {spec}.")
         if spec[1].shape.rank == 0:  # an un-batched stream of examples: read it in batches
             data = data.batch(256)
-        return (_batch(x, y) for x, y in data.as_numpy_iterator())
+        return _numpy_batches(data)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return iter([_batch(*data)])
     raise ValueError(
         f"data must be an (x, y) pair or a tf.data.Dataset of (x, y) batches, got {type(data).__name__}.")
+
+
+def _numpy_batches(data: tf.data.Dataset) -> Iterator[Batch]:
+    """The dataset's batches as numpy; none is held while the next one is read."""
+    for x, y in data.as_numpy_iterator():
+        batch = _batch(x, y)
+        del x, y
+        yield batch
+        del batch
 
 
 def class_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -176,17 +185,18 @@ def draw(data: Data, num_classes: Union[int, Callable[[np.ndarray], int]], *,
 
     def draws(source: Iterator[Batch]) -> Iterator[Batch]:
         stream = _Stream(source, classes)
-        for i in range(num_draws):
-            if per_class is not None:
-                yield _balanced_draw(stream, classes, per_class)
-            elif (batch := stream.next()) is not None:
-                yield batch
-            else:
+        for i in range(num_draws):  # no draw is held while the next one is made
+            one = _balanced_draw(stream, classes, per_class) if per_class is not None else stream.next()
+            if one is None:
                 raise ValueError(f"The dataset ended after {i} non-empty batches; "
                                  f"num_draws={num_draws} needs one batch per draw.")
+            yield one
+            del one
 
-    return streaming.store(draws(itertools.chain([first], source)), num_draws, sample_storage,
-                           replay=lambda: draws(batches(data)), verbose=verbose)
+    source = itertools.chain([first], source)
+    del first
+    return streaming.store(draws(source), num_draws, sample_storage, replay=lambda: draws(batches(data)),
+                           verbose=verbose)
 
 
 def chunk_slices(n: int, num_chunks: int) -> list[slice]:

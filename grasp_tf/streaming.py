@@ -93,6 +93,7 @@ class Sample:
                 x, y = np.empty((total, *dx.shape[1:]), dx.dtype), np.empty((total, *dy.shape[1:]), dy.dtype)
             x[start:start + len(dy)], y[start:start + len(dy)] = dx, dy
             start += len(dy)
+            del dx, dy
         return x, y
 
     def close(self) -> None:
@@ -142,6 +143,7 @@ def _spilled(draws: Iterator[Batch], num_draws: int, progress: Progress) -> Samp
                               "use sample_storage='replay' for a deterministic dataset.") from e
             paths.append(path)
             sizes.append(len(y))
+            del x, y  # before the next draw is made
             progress.step()
     except BaseException:
         directory.cleanup()
@@ -159,6 +161,7 @@ def _replayed(draws: Iterator[Batch], replay: Callable[[], Iterator[Batch]], pro
     for x, y in draws:
         digests.append(_digest(x, y))
         sizes.append(len(y))
+        del x, y
         progress.step()
 
     def read() -> Iterator[Batch]:
@@ -175,6 +178,7 @@ def _replayed(draws: Iterator[Batch], replay: Callable[[], Iterator[Batch]], pro
                                  "is not deterministic across iterations: an unseeded shuffle or random "
                                  "augmentation?). Use sample_storage='disk', which spills the draws to disk.")
             yield x, y
+            del x, y
 
     return Sample(sizes, read, verbose=progress.verbose)
 
