@@ -18,8 +18,16 @@ order), each measurement runs in a fresh Python process (a worker), which report
 Then GraSP with ``chunk_size`` on 100, 1,000 and 10,000 samples (``--scaling_model``, a smaller
 net so the 10,000-sample run fits on a CPU): time should grow linearly, memory stay flat.
 
-    python bench/scoring.py            # full run, writes bench/results/scoring.{json,md}
-    python bench/scoring.py --quick    # LeNet-300-100 only, in one process, < 1 minute
+Then, with ``--streaming`` (``bench/streaming.py``): GraSP over 1 to 40 draws of 250
+ImageNet-shaped images (224 px, through ``train.data.load("imagenet2012")`` on generated
+data) with the sample spilled to disk, kept in memory or replayed: peak RSS must stay flat
+when streamed, time linear; and GraSP on VGG16 / ResNet-50 pieces, to project the
+reference ImageNet setting.
+
+    python bench/scoring.py              # full run, writes bench/results/scoring.{json,md}
+    python bench/scoring.py --quick      # LeNet-300-100 only, in one process, < 1 minute
+    python bench/scoring.py --streaming  # streamed sample, writes bench/results/scoring_streaming.{json,md}
+    python bench/scoring.py --projection # VGG16 / ResNet-50 pieces, writes scoring_projection.{json,md}
 """
 from __future__ import annotations
 
@@ -29,10 +37,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench import common  # noqa: E402
+from bench import common, streaming  # noqa: E402
 
 MODELS = ("resnet32", "vgg19")
 SCALING_SIZES = (100, 1000, 10000)
+STREAM_RUNS = (("disk", 1), ("disk", 10), ("disk", 40), ("memory", 10), ("replay", 10))
+PROJECTION_RUNS = (("resnet50", 4), ("resnet50", 8), ("vgg16_imagenet", 4), ("vgg16_imagenet", 8))
 
 
 def batch(n: int, seed: int = 0) -> tuple:
@@ -100,7 +110,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output_dir", default=common.RESULTS)
     p.add_argument("--parts", default="models,scaling",
                    help="models (VGG19/ResNet32 timings), scaling (chunked 100/1k/10k), or both")
+    p.add_argument("--streaming", action="store_true",
+                   help="streamed sample at ImageNet shape: 1-40 draws; disk, memory, replay (~12 min)")
+    p.add_argument("--projection", action="store_true",
+                   help="GraSP on VGG16 / ResNet-50 pieces of 4 and 8 images at 224 px, for the ImageNet projection")
     p.add_argument("--worker", nargs=3, metavar=("MODEL", "OP", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--stream_worker", nargs=2, metavar=("STORAGE", "DRAWS"), help=argparse.SUPPRESS)
+    p.add_argument("--piece_worker", nargs=2, metavar=("MODEL", "PIECE"), help=argparse.SUPPRESS)
     p.add_argument("--worker_chunk_size", type=int, default=0, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -126,6 +142,14 @@ def table(rows: list[dict], scaling: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.stream_worker or args.piece_worker:
+        storage_or_model, n = args.stream_worker or args.piece_worker
+        fn = streaming.measure if args.stream_worker else streaming.measure_piece
+        print(json.dumps(fn(storage_or_model, int(n))))
+        return
+    if args.streaming or args.projection:
+        run_streaming(args)
+        return
     if args.worker:
         model, op, n = args.worker
         print(json.dumps(measure(model, op, int(n), args.repeats, args.worker_chunk_size or None)))
@@ -157,6 +181,26 @@ def main(argv: list[str] | None = None) -> None:
         repeats = max(1, min(args.repeats, 1000 // n))
         scaling.append(common.run_worker(script, ["--worker", args.scaling_model, "grasp", str(n),
                                                   f"--repeats={repeats}", f"--worker_chunk_size={args.chunk_size}"]))
+        save()
+
+
+def run_streaming(args: argparse.Namespace) -> None:
+    """``--streaming`` / ``--projection``: every run in a fresh process, the record saved after each."""
+    script = os.path.abspath(__file__)
+    stem = "scoring_streaming" if args.streaming else "scoring_projection"
+    record = {"command": f"python bench/scoring.py --{stem.split('_')[1]}", "machine": common.machine(),
+              "rows": [], "pieces": []}
+
+    def save() -> None:
+        text = streaming.tables(record["rows"], record["pieces"])
+        common.write_outputs(stem, record, text, args.output_dir)
+        print(text, flush=True)
+
+    for storage, draws in STREAM_RUNS if args.streaming else ():
+        record["rows"].append(common.run_worker(script, ["--stream_worker", storage, str(draws)]))
+        save()
+    for model, piece in PROJECTION_RUNS if args.projection else ():
+        record["pieces"].append(common.run_worker(script, ["--piece_worker", model, str(piece)]))
         save()
 
 

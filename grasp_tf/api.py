@@ -24,8 +24,9 @@ def compute_scores(model: Any, data: Any, method: str = "grasp", **opts: Any) ->
             that need no data (``random``, ``magnitude``, ``synflow``).
         method: a registered method name (``grasp_tf.criteria.names()``); each names a
             ``grasp_tf.criteria.Criterion``.
-        **opts: ``prunable``, ``samples_per_class``, ``num_draws``, ``seed`` and the method's
-            own options, all listed in ``help(grasp_tf.compute_masks)`` (SynFlow's
+        **opts: ``prunable``, ``samples_per_class``, ``num_draws``, ``sample_storage``,
+            ``verbose``, ``seed`` and the method's own options, all listed in
+            ``help(grasp_tf.compute_masks)`` (SynFlow's
             ``rounds`` / ``schedule`` apply to ``compute_masks`` only: scores are one-shot).
 
     Returns:
@@ -89,6 +90,15 @@ def compute_masks(
               one dataset batch per draw, as given.
             * ``num_draws=1``: how many draws are pooled (each continues the stream).
               ``samples_per_class`` / ``num_draws`` are an error for ``synflow``.
+            * ``sample_storage="disk"``: where several draws wait between scoring passes:
+              ``"disk"`` spills each draw to a ``.npy`` file in a temporary directory
+              (``$TMPDIR``; it needs the sample's size in free space; deleted afterwards),
+              so memory holds one draw, not ``num_draws``; ``"replay"`` iterates a
+              deterministic dataset again for each pass, checking every draw is the same;
+              ``"memory"`` keeps every draw in memory.
+            * ``verbose="auto"``: progress of long scoring (draws, pieces; counts and an
+              ETA): ``"auto"`` reports a task once it has run 5 s, ``True`` always, ``False``
+              never. A Keras progress bar on a terminal, plain lines otherwise.
 
             and each method's own options:
 
@@ -140,7 +150,8 @@ def prune_model(model: Any, data: Any, sparsity: float, method: str = "grasp", s
         reinitialize: the reinitialize ablation: a model of the same architecture with other
             initial weights; the masks scored on ``model`` are applied to it instead.
         **opts: every keyword of ``compute_masks`` (``shuffle``, ``invert``, ``count_rule``, ``seed``,
-            ``prunable``, ``samples_per_class``, ``num_draws`` and the method's options,
+            ``prunable``, ``samples_per_class``, ``num_draws``, ``sample_storage``, ``verbose``
+            and the method's options,
             listed in ``help(grasp_tf.compute_masks)``).
 
     Returns:

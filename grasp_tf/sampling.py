@@ -1,40 +1,36 @@
-"""Scoring samples: validated (x, y) batches -> class-balanced draws -> chunks.
+"""Scoring samples: validated (x, y) batches -> class-balanced draws -> chunks and pieces.
 
 ``data`` is an ``(x, y)`` pair (one batch, used as given, in the given order) or a
 ``tf.data.Dataset`` of ``(x, y)`` batches (a stream). Labels are integer class ids or
 one-hot rows. With ``samples_per_class=k`` a draw is the first ``k`` examples of every
 class met in the stream, stacked in class order (reference item 7); each further draw
-continues the same stream where the previous one stopped (the reference restarts its
+continues the stream where the previous one stopped (the reference restarts its
 shuffled loader instead: the same distribution, never a repeated example). Without it a
 draw is one batch as given. A draw of ``N`` examples is split into ``num_chunks`` chunks
 ``[c·N//k : (c+1)·N//k]`` (for k = 2, the reference halves ``[:N//2]``, ``[N//2:]``).
+The drawn sample is a :class:`grasp_tf.streaming.Sample`: several draws are spilled to
+temporary files (or replayed) and read back one at a time, never all held at once.
 """
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 import tensorflow as tf
 
-Batch = tuple[np.ndarray, np.ndarray]
+from grasp_tf import streaming
+from grasp_tf.progress import Verbose
+from grasp_tf.streaming import Batch, Sample
+
+__all__ = ["Batch", "Data", "Sample", "batches", "class_labels", "draw", "chunk_slices", "pieces",
+           "pieces_across"]
+
 Data = Union[tuple[Any, Any], tf.data.Dataset]
 
 # Class-balanced sampling gives up after this many examples per requested one (an endless
 # stream that lacks a class would otherwise never stop).
 _PATIENCE = 1000
-
-
-@dataclass(frozen=True)
-class Sample:
-    """A validated scoring sample: one ``(x, integer labels)`` pair per draw."""
-
-    draws: tuple[Batch, ...]
-
-    def concatenated(self) -> Batch:
-        """All draws as one batch, in draw order."""
-        return (np.concatenate([x for x, _ in self.draws]), np.concatenate([y for _, y in self.draws]))
 
 
 def _array(value: Any, what: str) -> np.ndarray:
@@ -62,11 +58,20 @@ def batches(data: Data) -> Iterator[Batch]:
             raise ValueError(f"The dataset must yield (x, y) pairs; its elements are {spec}.")
         if spec[1].shape.rank == 0:  # an un-batched stream of examples: read it in batches
             data = data.batch(256)
-        return (_batch(x, y) for x, y in data.as_numpy_iterator())
+        return _numpy_batches(data)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return iter([_batch(*data)])
     raise ValueError(
         f"data must be an (x, y) pair or a tf.data.Dataset of (x, y) batches, got {type(data).__name__}.")
+
+
+def _numpy_batches(data: tf.data.Dataset) -> Iterator[Batch]:
+    """The dataset's batches as numpy; none is held while the next one is read."""
+    for x, y in data.as_numpy_iterator():
+        batch = _batch(x, y)
+        del x, y
+        yield batch
+        del batch
 
 
 def class_labels(y: np.ndarray, num_classes: int) -> np.ndarray:
@@ -154,13 +159,19 @@ def _positive_int(value: Any, name: str, allow_none: bool = False) -> int | None
 
 
 def draw(data: Data, num_classes: Union[int, Callable[[np.ndarray], int]], *,
-         samples_per_class: int | None = None, num_draws: int = 1) -> Sample:
+         samples_per_class: int | None = None, num_draws: int = 1, sample_storage: str = "disk",
+         verbose: Verbose = "auto") -> Sample:
     """The scoring sample: ``num_draws`` draws, class-balanced when ``samples_per_class`` is set.
 
-    ``num_classes`` may be a function of the first batch's inputs (the model's output width).
+    Every draw is made now (errors in the data surface before any scoring) and kept as
+    ``sample_storage`` says (``grasp_tf.streaming``: spilled to disk by default, so that
+    several draws are never all in memory). ``num_classes`` may be a function of the first
+    batch's inputs (the model's output width). Close the returned sample (``with``) to
+    delete its spill files.
     """
     per_class = _positive_int(samples_per_class, "samples_per_class", allow_none=True)
     num_draws = _positive_int(num_draws, "num_draws")
+    streaming.check_storage(sample_storage)
     source = batches(data)
     first = next(source, None)
     if first is None:
@@ -168,18 +179,24 @@ def draw(data: Data, num_classes: Union[int, Callable[[np.ndarray], int]], *,
     if len(first[1]) == 0:
         raise ValueError("The data is empty: it holds no examples.")
     classes = num_classes(first[0]) if callable(num_classes) else int(num_classes)
-    stream = _Stream(itertools.chain([first], source), classes)
-    if per_class is not None:
-        draws = tuple(_balanced_draw(stream, classes, per_class) for _ in range(num_draws))
-    else:
-        if num_draws > 1 and not isinstance(data, tf.data.Dataset):
-            raise ValueError(f"num_draws={num_draws} needs a tf.data.Dataset or samples_per_class: "
-                             "an (x, y) pair is a single draw.")
-        draws = tuple(itertools.takewhile(lambda b: b is not None, (stream.next() for _ in range(num_draws))))
-        if len(draws) < num_draws:
-            raise ValueError(f"The dataset ended after {len(draws)} non-empty batches; "
-                             f"num_draws={num_draws} needs one batch per draw.")
-    return Sample(draws)
+    if per_class is None and num_draws > 1 and not isinstance(data, tf.data.Dataset):
+        raise ValueError(f"num_draws={num_draws} needs a tf.data.Dataset or samples_per_class: "
+                         "an (x, y) pair is a single draw.")
+
+    def draws(source: Iterator[Batch]) -> Iterator[Batch]:
+        stream = _Stream(source, classes)
+        for i in range(num_draws):  # no draw is held while the next one is made
+            one = _balanced_draw(stream, classes, per_class) if per_class is not None else stream.next()
+            if one is None:
+                raise ValueError(f"The dataset ended after {i} non-empty batches; "
+                                 f"num_draws={num_draws} needs one batch per draw.")
+            yield one
+            del one
+
+    source = itertools.chain([first], source)
+    del first
+    return streaming.store(draws(source), num_draws, sample_storage, replay=lambda: draws(batches(data)),
+                           verbose=verbose)
 
 
 def chunk_slices(n: int, num_chunks: int) -> list[slice]:
@@ -201,3 +218,38 @@ def pieces(chunk: slice, chunk_size: int | None) -> list[tuple[slice, float]]:
     step = size if chunk_size is None else _positive_int(chunk_size, "chunk_size")
     return [(slice(a, min(a + step, chunk.stop)), (min(a + step, chunk.stop) - a) / size)
             for a in range(chunk.start, chunk.stop, step)]
+
+
+def pieces_across(sample: Sample, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """``(x, y, weight)`` of the pieces of at most ``chunk_size`` of the whole sample, read draw by draw.
+
+    The pieces, their order and their weights ``n_piece / n_sample`` are :func:`pieces` of the
+    concatenated sample (a piece may span draws); only the draw being read and the unused
+    tail of the previous one (less than a piece) are held.
+    """
+    plan = pieces(slice(0, sum(sample.sizes)), chunk_size)
+    parts: list[Batch] = []  # the examples read and not yet used, from sample position `base` on
+    base = end = k = 0
+    for dx, dy in sample:
+        parts.append((dx, dy))
+        end += len(dy)
+        while k < len(plan) and plan[k][0].stop <= end:
+            piece, weight = plan[k]
+            yield (*_take(parts, piece.start - base, piece.stop - piece.start), weight)
+            k += 1
+        used = plan[k][0].start - base if k < len(plan) else end - base
+        tail = _take(parts, used, end - base - used)
+        parts = [(tail[0].copy(), tail[1].copy())] if len(tail[1]) else []  # a copy frees the draw
+        base += used
+        del dx, dy, tail  # before the next draw is read
+
+
+def _take(parts: list[Batch], start: int, size: int) -> Batch:
+    """Examples ``[start, start + size)`` of the concatenation of ``parts`` (a view when inside one part)."""
+    offset = 0
+    for x, y in parts:
+        if offset <= start and start + size <= offset + len(y):
+            return x[start - offset:start - offset + size], y[start - offset:start - offset + size]
+        offset += len(y)
+    x, y = np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+    return x[start:start + size], y[start:start + size]

@@ -31,10 +31,10 @@ def test_balanced_draw_takes_first_examples_of_each_class_stacked_in_class_order
 
 
 def test_further_draws_continue_the_stream_where_the_previous_stopped():
-    sample = sampling.draw(coded_stream(STREAM_LABELS, batch=5), 3, samples_per_class=2, num_draws=2)
-    # Draw 1 is complete at position 6; 5 (a third '2') was skipped, 7.. start draw 2.
-    assert ids(sample.draws[1][0]) == [7, 10, 8, 11, 9, 12]
-    x, y = sample.concatenated()
+    with sampling.draw(coded_stream(STREAM_LABELS, batch=5), 3, samples_per_class=2, num_draws=2) as sample:
+        # Draw 1 is complete at position 6; 5 (a third '2') was skipped, 7.. start draw 2.
+        assert ids(sample.draws[1][0]) == [7, 10, 8, 11, 9, 12]
+        x, y = sample.concatenated()
     assert ids(x) == [1, 4, 3, 6, 0, 2, 7, 10, 8, 11, 9, 12]
     assert y.tolist() == [0, 0, 1, 1, 2, 2] * 2
 
@@ -54,8 +54,8 @@ def test_a_pair_is_used_as_given_and_a_dataset_gives_one_batch_per_draw():
     (dx, dy), = sampling.draw((x, y), 3).draws
     np.testing.assert_array_equal(dx, x)
     np.testing.assert_array_equal(dy, y)
-    sample = sampling.draw(coded_stream(STREAM_LABELS, batch=4), 3, num_draws=2)
-    assert [ids(d[0]) for d in sample.draws] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with sampling.draw(coded_stream(STREAM_LABELS, batch=4), 3, num_draws=2) as sample:
+        assert [ids(d[0]) for d in sample] == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
 def test_the_class_count_can_come_from_the_first_batch():

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from grasp_tf import hessian, masking, sampling
+from grasp_tf import hessian, masking, progress, sampling, streaming
 from grasp_tf.criteria import grasp, magnitude, random, snip, synflow
 from grasp_tf.criteria.base import Criterion
 from grasp_tf.prunable import Prunable, prunable_weights
@@ -77,30 +77,36 @@ def _classes(model: Any, x: np.ndarray) -> int:
 
 
 def score(model: Any, data: Any, method: str, *, prunable: Prunable = None,
-          samples_per_class: int | None = None, num_draws: int = 1, seed: int | None = None,
-          **method_opts: Any) -> dict[str, np.ndarray]:
+          samples_per_class: int | None = None, num_draws: int = 1, sample_storage: str = "disk",
+          verbose: progress.Verbose = "auto", seed: int | None = None, **method_opts: Any) -> dict[str, np.ndarray]:
     """One float32 score array per prunable weight of ``model``, oriented as ``get(method)`` says.
 
-    ``data`` is sampled by :func:`grasp_tf.sampling.draw` (for methods that need data);
-    ``method_opts`` are the method's own options (see ``get(method).options``). The model,
-    its weights and its batch-norm statistics are left untouched.
+    ``data`` is sampled by :func:`grasp_tf.sampling.draw` (for methods that need data), the
+    draws kept as ``sample_storage`` says and deleted afterwards, also on error; ``verbose``
+    is how long work reports progress (``grasp_tf.progress``); ``method_opts`` are the
+    method's own options (see ``get(method).options``). The model, its weights and its
+    batch-norm statistics are left untouched.
     """
     criterion = get(method)
     criterion.check_options(method_opts)
     criterion.check_sampling(samples_per_class, num_draws)
+    streaming.check_storage(sample_storage)
+    progress.check_verbose(verbose)
     weights = prunable_weights(model, prunable)
-    if criterion.needs_data:
-        if data is None:
-            raise ValueError(f"Method {method!r} needs data: an (x, y) pair or a tf.data.Dataset.")
-        data = sampling.draw(data, lambda x: _classes(model, x),
-                             samples_per_class=samples_per_class, num_draws=num_draws)
-    return _checked(criterion.score_fn(model, weights, data, seed=seed, **method_opts), weights, method)
+    if not criterion.needs_data:
+        return _checked(criterion.score_fn(model, weights, data, seed=seed, **method_opts), weights, method)
+    if data is None:
+        raise ValueError(f"Method {method!r} needs data: an (x, y) pair or a tf.data.Dataset.")
+    with sampling.draw(data, lambda x: _classes(model, x), samples_per_class=samples_per_class,
+                       num_draws=num_draws, sample_storage=sample_storage, verbose=verbose) as sample:
+        scores = criterion.score_fn(model, weights, sample, seed=seed, **method_opts)
+        return _checked(scores, weights, method)
 
 
 def masks(model: Any, data: Any, sparsities: Sequence[float], method: str, *, scope: str = "global",
           count_rule: str = "exact", seed: int | None = None, prunable: Prunable = None,
-          samples_per_class: int | None = None, num_draws: int = 1, invert: bool = False,
-          **method_opts: Any) -> list[dict[str, np.ndarray]]:
+          samples_per_class: int | None = None, num_draws: int = 1, sample_storage: str = "disk",
+          verbose: progress.Verbose = "auto", invert: bool = False, **method_opts: Any) -> list[dict[str, np.ndarray]]:
     """Keep-masks of ``method`` at each of ``sparsities``; the one path of ``compute_masks`` and ``analysis``.
 
     The request is validated before any scoring. A score-then-threshold method scores the
@@ -112,13 +118,16 @@ def masks(model: Any, data: Any, sparsities: Sequence[float], method: str, *, sc
     criterion = get(method)
     if criterion.iterative_masks is None:
         scores = score(model, data, method, prunable=prunable, samples_per_class=samples_per_class,
-                       num_draws=num_draws, seed=seed, **method_opts)
+                       num_draws=num_draws, sample_storage=sample_storage, verbose=verbose, seed=seed,
+                       **method_opts)
         return [masking.masks_from_scores(scores, s, remove_largest=criterion.remove_largest != invert,
                                           scope=scope, count_rule=count_rule) for s in sparsities]
     if invert:
         raise ValueError(f"invert=True needs a one-shot method; {method!r} prunes iteratively.")
     criterion.check_options(method_opts, masks=True)
     criterion.check_sampling(samples_per_class, num_draws)
+    streaming.check_storage(sample_storage)
+    progress.check_verbose(verbose)
     return [criterion.iterative_masks(model, data, s, scope=scope, count_rule=count_rule, seed=seed,
                                       prunable=prunable, **method_opts) for s in sparsities]
 

@@ -14,8 +14,8 @@ ScoreFn = Callable[..., Mapping[str, np.ndarray]]
 MaskFn = Callable[..., dict[str, np.ndarray]]
 
 
-SAMPLING_OPTIONS = ("samples_per_class", "num_draws")
-"""How the scoring sample is drawn (``grasp_tf.sampling.draw``); every method with data takes them."""
+SAMPLING_OPTIONS = ("samples_per_class", "num_draws", "sample_storage")
+"""How the scoring sample is drawn and kept (``grasp_tf.sampling.draw``); every method with data takes them."""
 
 MASK_ARGUMENTS = ("scope", "count_rule", "seed", "prunable")
 """What ``compute_masks`` hands every ``iterative_masks`` function besides the method's own options."""

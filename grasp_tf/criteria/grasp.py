@@ -10,19 +10,40 @@ many examples, summed with weights ``n_piece / n_chunk``: the same result withou
 per-piece batch-norm statistics with it. A single draw without ``chunk_size`` (the
 reference's CIFAR setting) runs as one compiled pass in which the double backprop goes
 through the very forward and backward passes that gave ``g`` (each chunk's activations
-held at once); otherwise ``g`` is summed piece by piece first and ``Hg`` piece by piece
-after, so memory is that of one piece. ``grasp_abs`` removes the smallest ``|θ ⊙ Hg|``.
+held at once); otherwise ``g`` is summed piece by piece over every draw first and ``Hg``
+piece by piece after, over the same examples read back one draw at a time
+(``grasp_tf.streaming``), so memory is that of one piece plus one draw, however many draws.
+``grasp_abs`` removes the smallest ``|θ ⊙ Hg|``.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from grasp_tf import hessian, sampling
 from grasp_tf.criteria.base import Criterion, check_loss, dense_kernels, keyed, redrawn
+from grasp_tf.progress import Progress
 from grasp_tf.prunable import PrunableWeight
+
+
+def _pieces(x: np.ndarray, y: np.ndarray, num_chunks: int, chunk_size: int | None) -> list[tuple]:
+    """``(x, y, weight)`` of every piece of every chunk of one draw, in order."""
+    return [(x[piece], y[piece], weight) for chunk in sampling.chunk_slices(len(y), num_chunks)
+            for piece, weight in sampling.pieces(chunk, chunk_size)]
+
+
+def _pass(sample: sampling.Sample, title: str, num_chunks: int, chunk_size: int | None) -> Iterator[tuple]:
+    """``(draw index, x, y, weight)`` tensors of every piece of the sample, one draw in memory at a time."""
+    total = sum(len(sampling.pieces(chunk, chunk_size)) for n in sample.sizes
+                for chunk in sampling.chunk_slices(n, num_chunks))
+    progress = Progress(title, total, "pieces", sample.verbose)
+    for d, (x, y) in enumerate(sample):
+        for px, py, weight in _pieces(x, y, num_chunks, chunk_size):
+            yield d, tf.constant(px), tf.constant(py), tf.constant(weight, tf.float32)
+            progress.step()
+        del x, y, px, py  # before the next draw is read
 
 
 def theta_and_hg(model: Any, weights: Sequence[PrunableWeight], sample: sampling.Sample, *,
@@ -31,30 +52,29 @@ def theta_and_hg(model: Any, weights: Sequence[PrunableWeight], sample: sampling
                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The scored weights θ (Dense kernels redrawn if asked) and the Hessian-gradient product Hg."""
     replace = redrawn(dense_kernels(model), seed) if reinit_dense else []
-    plan = [(d, x[piece], y[piece], weight)
-            for d, (x, y) in enumerate(sample.draws)
-            for chunk in sampling.chunk_slices(len(y), num_chunks)
-            for piece, weight in sampling.pieces(chunk, chunk_size)]
     with hessian.bind(model, [w.variable for w in weights], replace) as function:
         loss = hessian.chunk_loss(function, temperature)
         params, state = function.params, function.state
-        if len(sample.draws) == 1 and chunk_size is None:  # one pass: g and Hg share the forward/backward
+        if len(sample) == 1 and chunk_size is None:  # one pass: g and Hg share the forward/backward
+            plan = _pieces(*next(iter(sample)), num_chunks, chunk_size)
             values, _, hg = loss.gradient_and_hessian_gradient(
-                params, state, [tf.constant(x) for _, x, _, _ in plan], [tf.constant(y) for _, _, y, _ in plan],
-                [tf.constant(w, tf.float32) for _, _, _, w in plan])
+                params, state, [tf.constant(x) for x, _, _ in plan], [tf.constant(y) for _, y, _ in plan],
+                [tf.constant(w, tf.float32) for _, _, w in plan])
             for value in values:
                 check_loss(value, "a chunk of draw 0")
             return [p.numpy() for p in params], [h.numpy() for h in hg]
+        # Two passes over the sample (read back one draw at a time): g first, then Hg.
         g = [tf.zeros_like(p) for p in params]
-        for d, x, y, weight in plan:
-            value, grads = loss.gradient(params, state, x, y, tf.constant(weight, tf.float32))
+        for d, x, y, weight in _pass(sample, "GraSP g", num_chunks, chunk_size):
+            value, grads = loss.gradient(params, state, x, y, weight)
             check_loss(value, f"a chunk of draw {d}")
             g = [a + b for a, b in zip(g, grads)]
         hg = [tf.zeros_like(p) for p in params]
-        for d, x, y, weight in plan:
-            _, products = loss.hessian_vector_product(params, state, x, y, tf.constant(weight, tf.float32), g)
+        for _, x, y, weight in _pass(sample, "GraSP Hg", num_chunks, chunk_size):
+            _, products = loss.hessian_vector_product(params, state, x, y, weight, g)
             hg = [a + b for a, b in zip(hg, products)]
         return [p.numpy() for p in params], [h.numpy() for h in hg]
+
 
 def grasp_scores(model: Any, weights: Sequence[PrunableWeight], sample: sampling.Sample, *,
                  seed: int | None = None, temperature: float = 200.0, num_chunks: int = 2,

@@ -1,0 +1,91 @@
+"""Progress of long scoring work: counts and an ETA, a Keras bar on a terminal, plain lines otherwise.
+
+``verbose="auto"`` (the library's default) stays silent for small jobs: a task reports only
+once it has run for :data:`AUTO_DELAY` seconds with work left, so a scoring of a few seconds
+prints nothing while one of an hour shows where it is. ``verbose=True`` reports from the
+first step, ``False`` never. On a terminal (``sys.stdout.isatty()``) the report is
+``keras.utils.Progbar``; otherwise (a log file, a pipe, a notebook capture) it is one plain
+line ``"<title>: 3/40 draws, 12.1 s, ETA 2.6 min"`` at most every :data:`LINE_INTERVAL`
+seconds, and always for the last step.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Union
+
+Verbose = Union[bool, int, str]
+
+AUTO_DELAY = 5.0
+"""Seconds a task runs before ``verbose="auto"`` starts reporting it."""
+
+LINE_INTERVAL = 10.0
+"""Least seconds between two plain progress lines (not on a terminal)."""
+
+
+def check_verbose(verbose: Any) -> Verbose:
+    """``verbose`` if it is ``"auto"``, a bool or 0/1; a ValueError otherwise."""
+    if verbose == "auto" or isinstance(verbose, bool) or verbose in (0, 1):
+        return verbose
+    raise ValueError(f"verbose must be 'auto', True or False, got {verbose!r}.")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Progress:
+    """Counts the steps of one task (``total`` of them) and reports them as ``verbose`` says.
+
+    Args:
+        title: what the task is, e.g. ``"grasp: Hg"``.
+        total: how many steps the task has.
+        unit: the name of one step, plural (``"draws"``, ``"pieces"``).
+        verbose: ``"auto"``, True or False (see the module's docstring).
+
+    Example:
+
+    >>> progress = Progress("grasp: g", len(pieces), "pieces", verbose=True)
+    >>> for piece in pieces:
+    ...     work(piece)
+    ...     progress.step()
+    """
+
+    def __init__(self, title: str, total: int, unit: str, verbose: Verbose = "auto") -> None:
+        self.title, self.total, self.unit = title, int(total), unit
+        self.verbose = check_verbose(verbose)
+        self.done = 0
+        self._start = time.perf_counter()
+        self._last_line = -float("inf")
+        self._bar: Any = None
+
+    def _reporting(self, elapsed: float) -> bool:
+        if self.verbose == "auto":
+            return self.total > 1 and (self._bar is not None or self._last_line > -float("inf")
+                                       or elapsed >= AUTO_DELAY)
+        return bool(self.verbose)
+
+    def step(self, count: int = 1) -> None:
+        """Record ``count`` more finished steps, and report if it is time to."""
+        self.done += count
+        now = time.perf_counter()
+        elapsed = now - self._start
+        if not self._reporting(elapsed):
+            return
+        if sys.stdout.isatty():
+            if self._bar is None:
+                import keras
+
+                print(f"{self.title} ({self.total} {self.unit})", flush=True)
+                self._bar = keras.utils.Progbar(self.total, unit_name=self.unit.rstrip("s"))
+            self._bar.update(self.done)
+            return
+        if now - self._last_line >= LINE_INTERVAL or self.done >= self.total:
+            eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+            tail = "done" if self.done >= self.total else f"ETA {_duration(eta)}"
+            print(f"{self.title}: {self.done}/{self.total} {self.unit}, {_duration(elapsed)}, {tail}", flush=True)
+            self._last_line = now
