@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
             return 0
         import keras
 
-        keras.utils.set_random_seed(cfg["seed"])  # tf.data's seeds mix in the global seed
+        keras.utils.set_random_seed(cfg["seed"])  # unseeded Keras and TF randomness follows --seed too
         try:
             ds = data.load(cfg["dataset"], data_dir=cfg["data_dir"], batch_size=cfg["batch_size"],
                            seed=cfg["seed"], validation_split=cfg["validation_split"], augment=cfg["augment"],
