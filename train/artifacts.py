@@ -77,17 +77,26 @@ def commit_file(tmp: str, path: str) -> None:
     fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
-def _atomic_write(path: str, write) -> None:
+def _atomic(path: str, write_tmp) -> None:
+    """``write_tmp(tmp)`` fills a temporary file beside ``path``, which then replaces ``path``; nothing half-written stays."""
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
+        write_tmp(tmp)
         commit_file(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _atomic_write(path: str, write) -> None:
+    """``write(f)`` into a binary file object, committed atomically to ``path``."""
+    def write_tmp(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+    _atomic(path, write_tmp)
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -117,15 +126,7 @@ def save_masks(path: str, masks: Mapping[str, np.ndarray]) -> None:
 
 def save_model(model: Any, path: str) -> None:
     """``model.save(path)`` (a ``.keras`` file), atomically."""
-    d = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(d, ".tmp-" + os.path.basename(path))
-    try:
-        model.save(tmp)
-        commit_file(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    _atomic(path, lambda tmp: model.save(tmp, overwrite=True))
 
 
 def load_masks(path: str) -> dict[str, np.ndarray]:

@@ -76,39 +76,38 @@ class Checkpoints:
         A checkpoint that fails verification is reported through ``warn`` and skipped.
         """
         for epoch in self.epochs():
-            problem = self._verify(epoch)
+            problem, record = self._verify(epoch)
             if problem is None:
                 if model.optimizer is not None and not model.optimizer.built:
                     model.optimizer.build(model.trainable_variables)
                 try:
-                    model.load_weights(os.path.join(self.directory, _name(epoch) + ".weights.h5"))
+                    model.load_weights(os.path.join(self.directory, record["weights"]))
+                    return epoch, record["rows"]
                 except (OSError, ValueError) as e:
                     problem = f"its weights do not load ({str(e).splitlines()[0]})"
-            if problem is None:
-                with open(os.path.join(self.directory, _name(epoch) + ".json")) as f:
-                    return epoch, json.load(f)["rows"]
             warn(f"warning: the checkpoint of epoch {epoch} in {self.directory} is unusable ({problem}); "
                  "falling back to the one before")
         return 0, []
 
-    def _verify(self, epoch: int) -> str | None:
-        """Why the checkpoint of ``epoch`` cannot be used, or None if its record vouches for its weights."""
+    def _verify(self, epoch: int) -> tuple[str | None, dict[str, Any]]:
+        """(why the checkpoint of ``epoch`` cannot be used, or None if its record vouches for its weights; the record)."""
+        record: dict[str, Any] = {}
         try:
             with open(os.path.join(self.directory, _name(epoch) + ".json")) as f:
                 record = json.load(f)
-            rows = record["rows"]
-            if [int(r["epoch"]) for r in rows] != list(range(1, epoch + 1)):
-                return "its metrics rows are not epochs 1.." + str(epoch)
+            if [int(r["epoch"]) for r in record["rows"]] != list(range(1, epoch + 1)):
+                return "its metrics rows are not epochs 1.." + str(epoch), record
             weights = os.path.join(self.directory, record["weights"])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            return f"unreadable record: {e}"
+            return f"unreadable record: {e}", record
         if not os.path.exists(weights):
-            return f"{record['weights']} is missing"
+            return f"{record['weights']} is missing", record
         if os.path.getsize(weights) != record["bytes"]:
-            return f"{record['weights']} has {os.path.getsize(weights):,} bytes, the record says {record['bytes']:,}"
+            return (f"{record['weights']} has {os.path.getsize(weights):,} bytes, the record says "
+                    f"{record['bytes']:,}"), record
         if _sha256(weights) != record["sha256"]:
-            return f"{record['weights']} does not match its SHA-256"
-        return None
+            return f"{record['weights']} does not match its SHA-256", record
+        return None, record
 
     def _prune(self, keep: list[int]) -> None:
         """Remove checkpoints older than ``keep`` and files no record vouches for (a killed save's)."""
