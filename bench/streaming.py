@@ -12,7 +12,8 @@ setting's procedure). After TensorFlow, the data and the model are loaded, the w
 the peak RSS, scores 4 draws (warm-up: tracing, and the input pipeline's buffers, which grow
 over its first few batches), then ``num_draws`` draws of a fresh stream: ``peak_mib`` is the
 peak RSS growth over both (what the machine must provide beyond the loaded process),
-``call_peak_mib`` that of the measured call alone.
+``call_peak_mib`` that of the measured call alone. Like ``train.run``, the worker first pins
+glibc's mmap threshold (``train.allocator``).
 
 ``--projection`` workers time GraSP's two passes on VGG16 and ResNet-50 at 224 px on pieces
 of 4 and 8 random images, to put the reference setting (150 draws x 250, chunk_size 20) on
@@ -77,8 +78,9 @@ def measure(storage: str, num_draws: int, chunk_size: int = 20) -> dict:
     import tempfile
 
     import grasp_tf
-    from train import data
+    from train import allocator, data
 
+    pinned = allocator.pin_mmap_threshold()  # as train.run does at start-up
     with mocked_imagenet(4 * BATCH), tempfile.TemporaryDirectory() as tfds_dir:
         ds = data.load("imagenet2012", data_dir=tfds_dir, batch_size=BATCH, seed=0)
         model = model_224()
@@ -102,7 +104,8 @@ def measure(storage: str, num_draws: int, chunk_size: int = 20) -> dict:
     return {"storage": storage, "num_draws": num_draws, "batch": BATCH, "chunk_size": chunk_size,
             "image": [224, 224, 3], "sample_mib": num_draws * BATCH * 224 * 224 * 3 * 4 / 2**20,
             "seconds": seconds, "seconds_per_draw": seconds / num_draws, "peak_mib": peak,
-            "call_peak_mib": call_peak, "warm_up_draws": WARM_UP_DRAWS, "loadavg": load}
+            "call_peak_mib": call_peak, "warm_up_draws": WARM_UP_DRAWS, "loadavg": load,
+            "mmap_threshold_pinned": pinned}
 
 
 def measure_piece(model_name: str, piece: int) -> dict:

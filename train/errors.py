@@ -37,8 +37,11 @@ def run_cli(main: Callable[[list[str]], object], argv: list[str],
 
 def run_app(main: Callable[[list[str]], object], expected: Sequence[type[BaseException]] = ()) -> None:
     """``absl.app.run(main)``: flag errors and ``expected`` errors are one line and exit code 2, and
-    TensorFlow starts quietly unless ``--verbosity=0`` or more is given (``train.quiet``)."""
-    from train import quiet
+    TensorFlow starts quietly unless ``--verbosity=0`` or more is given (``train.quiet``), and
+    glibc's mmap threshold is pinned so long scoring runs stay flat in memory (``train.allocator``)."""
+    from train import allocator, quiet
+
+    allocator.pin_mmap_threshold()
 
     def start(argv: list[str]) -> None:
         verbosity = flags.FLAGS["verbosity"]
