@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -30,17 +29,14 @@ import tempfile
 import time
 from typing import Any, Iterator
 
-from bench import common
-from train.colors import COLORS  # the same colour per method in every figure
+from bench import common, study_report
+from bench.study_report import ABLATION_NAMES, METHODS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("grasp", "snip", "synflow", "random")
 SPARSITIES = (0.95, 0.98, 0.99, 0.995)
-ABLATIONS = {"shuffle": "--shuffle_masks", "invert": "--invert_masks", "reinit": "--reinit_weights"}
+ABLATIONS = dict(zip(ABLATION_NAMES, ("--shuffle_masks", "--invert_masks", "--reinit_weights")))
 MODELS = {"resnet20": 1, "conv4": 0}  # name -> --width (0 = the builder's default)
 GRADNORM_EXAMPLES = 512
-T_CRIT_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 5%, by degrees of freedom
-MIN_DIFFERENCE = 0.01  # below 1 point, a difference can be the CPU's (docs/benchmarks.md)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -148,240 +144,44 @@ def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _key(r: dict[str, Any]) -> tuple:
-    return r["model"], r["method"], r["sparsity"], r.get("ablation")
-
-
-def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std (ddof=1) over seeds per (model, method, sparsity, ablation)."""
-    import numpy as np
-
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(_key(r), []).append(r)
-    out = []
-    for (model, method, sparsity, ablation), rs in groups.items():
-        entry: dict[str, Any] = {"model": model, "method": method, "sparsity": sparsity, "ablation": ablation,
-                                 "seeds": len(rs)}
-        for key in ("final_test_accuracy", "best_test_accuracy", "relative_gradient_norm", "scoring_seconds"):
-            vals = np.array([r[key] for r in rs if r[key] is not None], dtype=float)
-            entry[key] = float(vals.mean()) if vals.size else None
-            entry[key + "_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
-        out.append(entry)
-    return out
-
-
-def paired(rows: list[dict[str, Any]], a: tuple, b: tuple) -> dict[str, Any] | None:
-    """``a`` minus ``b`` (keys as ``_key`` gives) in final test accuracy, seed by seed.
-
-    Same seed = same initialization and data order, so the per-seed difference removes what
-    the seeds share. ``clear`` when the paired t-test rejects equality at 5% and the mean
-    difference is at least ``MIN_DIFFERENCE`` (the size machines alone can produce).
-    """
-    by_seed = {}
-    for r in rows:
-        by_seed.setdefault(r["seed"], {})[_key(r)] = r["final_test_accuracy"]
-    diffs = [s[a] - s[b] for s in by_seed.values() if a in s and b in s]
-    if len(diffs) < 2:
-        return None
-    mean = sum(diffs) / len(diffs)
-    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
-    t = math.inf if std == 0 else mean / (std / math.sqrt(len(diffs)))
-    clear = abs(t) > T_CRIT_95.get(len(diffs) - 1, 2.0) and abs(mean) >= MIN_DIFFERENCE
-    return {"mean": mean, "std": std, "n": len(diffs), "t": t, "clear": clear,
-            "same_sign": all(d > 0 for d in diffs) or all(d < 0 for d in diffs)}
-
-
-def pm(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 2) -> str:
-    """``mean ± std`` (scaled), ``-`` when missing."""
-    if mean is None:
-        return "-"
-    return f"{mean * scale:.{digits}f}" + ("" if std is None else f" ± {std * scale:.{digits}f}")
-
-
-def _methods(summary: list[dict[str, Any]]) -> list[str]:
-    present = {e["method"] for e in summary if e["method"] != "none"}
-    return [m for m in (*METHODS, "magnitude") if m in present] + sorted(present - {*METHODS, "magnitude"})
-
-
-def compact_markdown(summary: list[dict[str, Any]]) -> str:
-    """Final test accuracy (%, mean ± std) per model and sparsity, one column per method (the README's table)."""
-    by = {(e["model"], e["method"], e["sparsity"]): e for e in summary if not e.get("ablation")}
-    methods = _methods(summary)
-    lines = ["| model (dense acc.) | sparsity | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-    for model in sorted({e["model"] for e in summary}):
-        dense = by.get((model, "none", 0.0))
-        label = model if dense is None else (
-            f"{model} ({pm(dense['final_test_accuracy'], dense['final_test_accuracy_std'], 100, 1)})")
-        for sparsity in sorted({e["sparsity"] for e in summary if e["model"] == model and e["method"] != "none"
-                                and not e.get("ablation")}):
-            row = [by.get((model, m, sparsity)) for m in methods]
-            lines.append(f"| {label} | {sparsity * 100:g}% | " + " | ".join(
-                "-" if e is None else pm(e["final_test_accuracy"], e["final_test_accuracy_std"], 100, 1)
-                for e in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def ablation_markdown(summary: list[dict[str, Any]]) -> str:
-    """Final test accuracy (%) of each ablated method: as scored, then each ablation (columns)."""
-    by = {_key(e): e for e in summary}
-    ablations = [a for a in ABLATIONS if any(e.get("ablation") == a for e in summary)]
-    if not ablations:
-        return ""
-    lines = ["| model | method | sparsity | as scored | " + " | ".join(ablations) + " |",
-             "|---|---|---|---|" + "---|" * len(ablations)]
-    for key in sorted({(e["model"], e["method"], e["sparsity"]) for e in summary if e.get("ablation")}):
-        cols = [by.get((*key, a)) for a in (None, *ablations)]
-        lines.append(f"| {key[0]} | {key[1]} | {key[2] * 100:g}% | " + " | ".join(
-            "-" if e is None else pm(e["final_test_accuracy"], e["final_test_accuracy_std"], 100, 1)
-            for e in cols) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """GraSP against every other method per sparsity, and each ablation against its method as scored."""
-    out = []
-    keys = {_key(r) for r in rows}
-    for model, method, sparsity, ablation in sorted(keys, key=str):
-        if method == "none":
-            continue
-        if ablation:
-            pair = ((model, method, sparsity, ablation), (model, method, sparsity, None))
-        elif method != "grasp" and (model, "grasp", sparsity, None) in keys:
-            pair = ((model, "grasp", sparsity, None), (model, method, sparsity, None))
-        else:
-            continue
-        result = paired(rows, *pair)
-        if result:
-            out.append({"a": pair[0], "b": pair[1], **result})
-    return out
-
-
-def comparison_markdown(comps: list[dict[str, Any]]) -> str:
-    """The paired differences as a table and one sentence each."""
-    if not comps:
-        return ""
-
-    def name(k: tuple) -> str:
-        return k[1] + (f" ({k[3]})" if k[3] else "")
-
-    lines = ["| model | sparsity | difference | mean ± std (points) | seeds | paired t | beyond seed spread? |",
-             "|---|---|---|---|---|---|---|"]
-    for c in comps:
-        lines.append(f"| {c['a'][0]} | {c['a'][2] * 100:g}% | {name(c['a'])} − {name(c['b'])} | "
-                     f"{pm(c['mean'], c['std'], 100, 1)} | {c['n']} | {c['t']:.1f} | "
-                     f"{'yes' if c['clear'] else 'no'} |")
-    return "\n".join(lines) + "\n"
-
-
-def in_words(comps: list[dict[str, Any]]) -> str:
-    """One sentence per paired comparison: the difference and whether it exceeds the seed spread."""
-    def name(k: tuple) -> str:
-        return {"shuffle": f"{k[1]} shuffled", "invert": f"{k[1]} inverted", "reinit": f"{k[1]} reinitialized",
-                None: k[1]}[k[3]]
-
-    out = []
-    for c in comps:
-        verdict = ("beyond the seed spread" if c["clear"] else
-                   "within the seed spread" + ("" if c["same_sign"] else " (the seeds disagree in sign)"))
-        out.append(f"- {c['a'][0]} at {c['a'][2] * 100:g}%: {name(c['a'])} − {name(c['b'])} = "
-                   f"{c['mean'] * 100:+.1f} ± {c['std'] * 100:.1f} points over {c['n']} seeds, {verdict}.")
-    return "\n".join(out) + ("\n" if out else "")
-
-
-README_BEGIN = "<!-- study:begin (written by bench/study_fashion_mnist.py --report_only; do not edit by hand) -->"
-README_END = "<!-- study:end -->"
-
-
-def update_readme(section: str, path: str) -> bool:
-    """Replace the text between the study markers in ``path`` with ``section``; False if the markers are absent."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if README_BEGIN not in text or README_END not in text:
-        return False
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{head}{README_BEGIN}\n{section}{README_END}{tail}")
-    return True
-
-
-def plot(summary: list[dict[str, Any]], args: argparse.Namespace, path: str) -> None:
-    """Per model (columns): final test accuracy vs sparsity (top) and relative gradient norm at init (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    model_names = sorted({e["model"] for e in summary})
-    if not model_names:
-        return
-    panels = (("final_test_accuracy", 100, "final test accuracy (%)"),
-              ("relative_gradient_norm", 1, "gradient norm at init, pruned / dense"))
-    fig, axes = plt.subplots(2, len(model_names), figsize=(7.5 * len(model_names), 8), squeeze=False)
-    recipe = f"{args.epochs} epochs on {args.train_limit:,} images, batch {args.batch_size}, lr {args.lr}"
-    for col, model in enumerate(model_names):
-        for row, (key, scale, label) in enumerate(panels):
-            ax = axes[row][col]
-            for method in _methods(summary):
-                pts = sorted((e["sparsity"], e[key], e[key + "_std"] or 0.0) for e in summary
-                             if e["model"] == model and e["method"] == method and not e.get("ablation")
-                             and e[key] is not None)
-                if pts:
-                    ax.errorbar([f"{p * 100:g}" for p, _, _ in pts], [v * scale for _, v, _ in pts],
-                                [d * scale for _, _, d in pts], marker="o", capsize=3, label=method,
-                                color=COLORS.get(method))
-            dense = [e for e in summary if e["model"] == model and e["method"] == "none"]
-            if dense and key == "final_test_accuracy":
-                ax.axhline(dense[0][key] * scale, color=COLORS["dense"], ls="--", label="dense")
-            if key == "relative_gradient_norm":
-                ax.axhline(1.0, color=COLORS["dense"], ls="--", lw=0.8, label="dense (= 1)")
-            title = (f"{model}: test accuracy after training" if row == 0
-                     else f"{model}: gradient norm at initialization, relative to dense")
-            ax.set(title=title, xlabel="sparsity (%)", ylabel=label)
-            ax.title.set_fontsize("medium")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: hides no line
-    fig.suptitle(f"Fashion-MNIST: {recipe};\naccuracy on the full test set; mean ± std over seeds", fontsize="medium")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
 
 def report(args: argparse.Namespace) -> str:
-    """Rewrite study.json, study.md and study.png from the finished cells; returns study.md's text."""
+    """Rewrite study.json, study.md and study.png from the finished cells (and, for the recorded
+    study, the README's and docs/benchmarks.md's sections); returns study.md's text."""
+    r = study_report
     out = os.path.join(ROOT, args.output_dir)
     rows = collect(args)
-    summary = summarize(rows)
-    comps = comparisons(rows)
+    summary, comps = r.summarize(rows), r.comparisons(rows)
     total = sum(1 for _ in cells(args))
     settings = {k: v for k, v in vars(args).items() if k not in ("report_only", "quick", "commit", "gradnorm_worker")}
-    cpus = sorted({r["cpu"] for r in rows if r["cpu"]}) or [common.machine()["cpu"]]
+    cpus = sorted({row["cpu"] for row in rows if row["cpu"]}) or [common.machine()["cpu"]]
     with open(os.path.join(out, "study.json"), "w") as f:
         json.dump({"settings": settings, "machine": common.machine(), "cpus": cpus, "cells_done": len(rows),
                    "cells_total": total, "summary": summary, "comparisons": comps, "rows": rows}, f, indent=1)
     test = f"the first {args.test_limit} test images" if args.test_limit else "the full 10,000-image test set"
+    found = r.findings(summary, comps)
     text = (f"{len(rows)} of {total} cells done. Recipe: {args.epochs} epochs on {args.train_limit:,} training "
             f"images, batch {args.batch_size}, SGD lr {args.lr} ×0.1 at 50% and 75%, momentum 0.9, weight decay "
-            f"5e-4, no augmentation; accuracy on {test}. CPU: {', '.join(cpus)}.\n\n"
-            f"Final test accuracy (%), mean ± std over seeds:\n\n{compact_markdown(summary)}\n"
-            f"Sanity-check ablations, final test accuracy (%):\n\n{ablation_markdown(summary)}\n"
+            f"5e-4, no augmentation; accuracy on {test}. CPU: {', '.join(cpus)}. {r.dense_and_compute(rows)}\n"
+            f"Final test accuracy (%), mean ± std over seeds:\n\n{r.compact_markdown(summary)}\n"
+            f"Sanity-check ablations, final test accuracy (%):\n\n{r.ablation_markdown(summary)}\n"
             f"Paired differences (same seed, final test accuracy; 'yes' = paired t-test at 5% and at least "
-            f"{MIN_DIFFERENCE * 100:g} point):\n\n{comparison_markdown(comps)}")
+            f"{r.MIN_DIFFERENCE * 100:g} point):\n\n{r.comparison_markdown(comps)}\n{found}")
     with open(os.path.join(out, "study.md"), "w") as f:
         f.write(text)
-    plot(summary, args, os.path.join(out, "study.png"))
+    r.plot(summary, args, os.path.join(out, "study.png"))
     if os.path.normpath(args.output_dir) == os.path.normpath(parse_args([]).output_dir):  # the recorded study
-        section = (f"{len(rows)} of {total} cells done ({', '.join(cpus)}). Final test accuracy (%) on "
-                   f"{test}, mean ± std over seeds:\n\n{compact_markdown(summary)}\n"
+        section = (f"{len(rows)} of {total} cells done ({', '.join(cpus)}). {r.dense_and_compute(rows)}\n"
+                   f"Final test accuracy (%) on {test}, mean ± std over seeds:\n\n{r.compact_markdown(summary)}\n"
                    f"Sanity checks, final test accuracy (%):\n\n"
-                   f"{ablation_markdown(summary) or 'none finished yet.' + chr(10)}\n"
-                   f"Paired by seed (same initialization and data order):\n\n"
-                   f"{in_words(comps) or 'none yet (a comparison needs two seeds).' + chr(10)}\n")
+                   f"{r.ablation_markdown(summary) or 'none finished yet.' + chr(10)}\n"
+                   f"What agrees and what does not (a difference counts when a paired t-test over the seeds "
+                   f"rejects equality at 5% and it is at least {r.MIN_DIFFERENCE * 100:g} point):\n\n"
+                   f"{found or 'nothing to say yet (a comparison needs two seeds).' + chr(10)}\n")
         figure = "bench/results/study_converged/study.png"
-        update_readme(section + f"![study]({figure})\n\n", os.path.join(ROOT, "README.md"))
-        update_readme(section + f"![study](../{figure})\n\n" + comparison_markdown(comps) + "\n",
-                      os.path.join(ROOT, "docs", "benchmarks.md"))
+        r.update_readme(section + f"![study]({figure})\n\n", os.path.join(ROOT, "README.md"))
+        r.update_readme(section + f"![study](../{figure})\n\n" + r.comparison_markdown(comps) + "\n"
+                        + r.in_words(comps) + "\n", os.path.join(ROOT, "docs", "benchmarks.md"))
     return text
 
 
