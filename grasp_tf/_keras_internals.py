@@ -136,6 +136,22 @@ def stateless_scope() -> Any:
     return _get_stateless_scope()
 
 
+def inherit_state_mapping(scope: Any, outer: Any) -> None:
+    """Let ``scope`` also substitute every value ``outer`` substitutes (``scope``'s own win).
+
+    Why undocumented: ``StatelessScope.state_mapping`` is a public attribute but not a documented
+    API, and a nested scope does not read its parent's mapping; a wrapper layer called inside
+    a stateless call (``model.stateless_call``, the scoring's functional passes) must keep the
+    parent's values while it substitutes ``weight * mask`` for its own weights.
+    """
+    scope.state_mapping = {**outer.state_mapping, **scope.state_mapping}
+
+
+def state_mapping(scope: Any) -> dict:
+    """A copy of the values ``scope`` substitutes, keyed by ``id(variable)`` (see above)."""
+    return dict(scope.state_mapping)
+
+
 def input_signature(model: Any) -> Any:
     """The ``tf.TensorSpec`` structure a built Keras 3 model is served with.
 

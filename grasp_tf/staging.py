@@ -5,6 +5,7 @@ so a failure leaves nothing half-written.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import shutil
@@ -52,6 +53,16 @@ def is_saved_model_dir(path: str) -> bool:
     return os.path.isdir(path) and (not os.listdir(path) or os.path.exists(os.path.join(path, "saved_model.pb")))
 
 
+class PathExistsError(FileExistsError):
+    """A ``FileExistsError`` that reads as one sentence and carries ``errno`` and ``filename``."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EEXIST, f"{path} already exists; pass overwrite=True to replace it.", path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -62,7 +73,7 @@ def staging_dir(path: str, overwrite: bool, replaceable: Callable[[str], bool], 
     """A new temporary directory beside ``path`` after checking that ``path`` may be written."""
     if os.path.lexists(path):
         if not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
+            raise PathExistsError(path)
         if not replaceable(path):
             raise ValueError(f"Refusing to overwrite {path}: it is not {what}.")
     parent = os.path.dirname(path)

@@ -122,8 +122,8 @@ class FixedMaskWrapper(keras.layers.Wrapper):
         mapping = [(w, w * m) for w, m, _ in self.pruning_vars]
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
             if outer is not None:  # keep values an enclosing stateless call substituted
-                scope.state_mapping = {**outer.state_mapping, **scope.state_mapping}
-            before = dict(scope.state_mapping)
+                _keras_internals.inherit_state_mapping(scope, outer)
+            before = _keras_internals.state_mapping(scope)
             outputs = self.layer(inputs, *args, **kwargs)
         # The scope swallowed the inner layer's own state updates (BN statistics, RNG seeds)
         # and losses (activity regularizers, add_loss): hand them on.

@@ -111,6 +111,16 @@ def test_the_enclosing_stateless_scope_is_visible():
         assert ki.stateless_scope() is scope
 
 
+def test_a_nested_stateless_scope_inherits_the_outer_values_and_keeps_its_own():
+    a, b = keras.Variable(1.0), keras.Variable(2.0)
+    with keras.StatelessScope(state_mapping=[(a, 10.0), (b, 20.0)]) as outer:
+        with keras.StatelessScope(state_mapping=[(b, 30.0)]) as inner:
+            assert inner.get_current_value(a) is None  # Keras alone: the outer value is lost
+            ki.inherit_state_mapping(inner, outer)
+            assert float(inner.get_current_value(a)) == 10.0 and float(inner.get_current_value(b)) == 30.0
+            assert set(ki.state_mapping(inner)) == {id(a), id(b)}
+
+
 def test_the_serving_input_signature_of_a_built_model():
     (spec,) = tf.nest.flatten(ki.input_signature(keras3_model()))
     assert isinstance(spec, tf.TensorSpec) and tuple(spec.shape) == (None, 4, 4, 2)

@@ -66,8 +66,7 @@ def main(argv: list[str]) -> int:
         with quiet.filtered_stderr():  # TFLite's interpreter announces its delegate
             export_run(f.run_dir, f.output, f.storage, f.tflite, f.overwrite, log=lambda s: print(s, flush=True))
     except FileExistsError as e:
-        raise UsageError(f"{e.filename or str(e).split(' already exists')[0]} already exists; add --overwrite "
-                         "to replace it") from None
+        raise UsageError(f"{e.filename} already exists; add --overwrite to replace it") from None
     return 0
 
 
