@@ -159,10 +159,10 @@ def report(args: argparse.Namespace) -> str:
         json.dump({"settings": settings, "machine": common.machine(), "cpus": cpus, "cells_done": len(rows),
                    "cells_total": total, "summary": summary, "comparisons": comps, "rows": rows}, f, indent=1)
     test = f"the first {args.test_limit} test images" if args.test_limit else "the full 10,000-image test set"
-    found = r.findings(summary, comps)
+    found, dense = r.findings(summary, comps), r.dense_and_compute(rows)
     text = (f"{len(rows)} of {total} cells done. Recipe: {args.epochs} epochs on {args.train_limit:,} training "
             f"images, batch {args.batch_size}, SGD lr {args.lr} ×0.1 at 50% and 75%, momentum 0.9, weight decay "
-            f"5e-4, no augmentation; accuracy on {test}. CPU: {', '.join(cpus)}. {r.dense_and_compute(rows)}\n"
+            f"5e-4, no augmentation; accuracy on {test}. CPU: {', '.join(cpus)}. {dense}\n"
             f"Final test accuracy (%), mean ± std over seeds:\n\n{r.compact_markdown(summary)}\n"
             f"Sanity-check ablations, final test accuracy (%):\n\n{r.ablation_markdown(summary)}\n"
             f"Paired differences (same seed, final test accuracy; 'yes' = paired t-test at 5% and at least "
@@ -171,7 +171,7 @@ def report(args: argparse.Namespace) -> str:
         f.write(text)
     r.plot(summary, args, os.path.join(out, "study.png"))
     if os.path.normpath(args.output_dir) == os.path.normpath(parse_args([]).output_dir):  # the recorded study
-        section = (f"{len(rows)} of {total} cells done ({', '.join(cpus)}). {r.dense_and_compute(rows)}\n"
+        section = (f"{len(rows)} of {total} cells done ({', '.join(cpus)}). {dense}\n"
                    f"Final test accuracy (%) on {test}, mean ± std over seeds:\n\n{r.compact_markdown(summary)}\n"
                    f"Sanity checks, final test accuracy (%):\n\n"
                    f"{r.ablation_markdown(summary) or 'none finished yet.' + chr(10)}\n"

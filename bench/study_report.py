@@ -3,16 +3,15 @@
 Pure functions of the finished cells' rows (``bench/study_fashion_mnist.py`` collects them
 from disk and writes what these return), so every number in ``study.md``, the README and
 ``docs/benchmarks.md`` comes from the committed results. :func:`findings` sets the results
-beside the paper's Tables 1–2 (``train/paper_results.csv``) and beside Frankle et al. (2021).
+beside the paper's Tables 1–2 (``train/paper_results.csv``, read by ``train.analyze.compare``) and beside Frankle et al. (2021).
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import os
 from typing import Any
 
+from train.analyze import compare  # the paper's published cells, as train.analyze compare reads them
 from train.colors import COLORS  # the same colour per method in every figure
 
 METHODS = ("grasp", "snip", "synflow", "random")
@@ -20,8 +19,6 @@ ABLATION_NAMES = ("shuffle", "invert", "reinit")
 T_CRIT_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 5%, by degrees of freedom
 MIN_DIFFERENCE = 0.01  # below 1 point, a difference can be the CPU's (docs/benchmarks.md)
 NAMES = {"grasp": "GraSP", "snip": "SNIP", "synflow": "SynFlow", "random": "random", "magnitude": "magnitude"}
-PAPER_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train",
-                             "paper_results.csv")
 
 
 def _key(r: dict[str, Any]) -> tuple:
@@ -226,11 +223,10 @@ def plot(summary: list[dict[str, Any]], args: argparse.Namespace, path: str) -> 
 
 
 def _paper(table: int, model: str = "resnet32") -> dict[tuple[str, str, float], float]:
-    """The paper's mean accuracy (%) by (dataset, method, sparsity) for one table and model."""
-    with open(PAPER_RESULTS, encoding="utf-8") as f:
-        rows = csv.DictReader(line for line in f if not line.startswith("#"))
-        return {(r["dataset"], r["method"], float(r["sparsity"])): float(r["mean"]) for r in rows
-                if r["table"] == str(table) and r["model"] == model and r["metric"] == "top1"}
+    """The paper's mean top-1 accuracy (%) by (dataset, method, sparsity) for one table and model."""
+    return {(dataset, method, sparsity): float(c["mean"])
+            for (dataset, m, method, sparsity, _), cs in compare.paper_cells(compare.PAPER_RESULTS).items()
+            for c in cs if m == model and c["table"] == str(table)}
 
 
 def _verdict(c: dict[str, Any]) -> str:

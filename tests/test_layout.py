@@ -5,6 +5,8 @@ module; every other module uses public APIs only, stays under ~300 lines and ope
 docstring line stating its purpose.
 """
 import ast
+import importlib
+import inspect
 import os
 import re
 
@@ -108,6 +110,17 @@ def test_private_keras_access_is_only_in_keras_internals(name):
                 continue
             hits.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
     assert not hits, "\n".join(hits)
+
+
+INTERNALS_TESTS = {"grasp_tf": "test_keras_internals.py", "train": "test_train_keras_internals.py"}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_keras_internals_function_is_called_by_its_test(package):
+    module = importlib.import_module(f"{package}._keras_internals")
+    public = {n for n, f in inspect.getmembers(module, inspect.isfunction) if f.__module__ == module.__name__}
+    source = open(os.path.join(ROOT, "tests", INTERNALS_TESTS[package]), encoding="utf-8").read()
+    assert {n for n in public if f"ki.{n}(" not in source} == set()
 
 
 @pytest.mark.parametrize("name", sorted(ALL_MODULES))
