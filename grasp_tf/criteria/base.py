@@ -21,6 +21,64 @@ MASK_ARGUMENTS = ("scope", "count_rule", "seed", "prunable")
 """What ``compute_masks`` hands every ``iterative_masks`` function besides the method's own options."""
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option of a method, declared once: name, type, default, valid range and help.
+
+    From these come the API's validation, the method's docs and ``train.run``'s flags.
+
+    Args:
+        name: the keyword the method's function takes.
+        type: ``int``, ``float``, ``bool`` or ``str``.
+        default: the value used when the option is not given (``None`` allowed when ``optional``).
+        help: one line for ``--help`` and docs/criteria.md.
+        choices: the valid values of a ``str`` option.
+        minimum, maximum: inclusive bounds of a number (``None``: unbounded).
+        exclusive_minimum: make ``minimum`` exclusive (``> minimum``).
+        optional: whether ``None`` is valid (meaning "off").
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    optional: bool = False
+
+    def check(self, value: Any, method: str) -> Any:
+        """``value`` if valid for this option, else a ValueError naming option, method and value."""
+        if value is None and self.optional:
+            return value
+        ok = (isinstance(value, bool) if self.type is bool else
+              isinstance(value, (int, np.integer)) and not isinstance(value, bool) if self.type is int else
+              isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+              if self.type is float else isinstance(value, self.type))
+        if ok and self.choices and value not in self.choices:
+            ok = False
+        if ok and self.minimum is not None:
+            ok = value > self.minimum if self.exclusive_minimum else value >= self.minimum
+        if ok and self.maximum is not None:
+            ok = value <= self.maximum
+        if not ok:
+            raise ValueError(f"Option {self.name}={value!r} of method {method!r} is invalid: must be "
+                             f"{self.describe()}.")
+        return value
+
+    def describe(self) -> str:
+        """The valid values in words, e.g. ``"an integer >= 1"``."""
+        if self.choices:
+            return "one of " + ", ".join(map(repr, self.choices))
+        words = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[self.type]
+        if self.minimum is not None:
+            words += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+        if self.maximum is not None:
+            words += f"{',' if self.minimum is not None else ''} <= {self.maximum:g}"
+        return words + (" or None" if self.optional else "")
+
+
 def _keyword_options(fn: Callable[..., Any], exclude: Iterable[str]) -> tuple[str, ...]:
     params = inspect.signature(fn).parameters.values()
     return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in exclude)
@@ -47,6 +105,8 @@ class Criterion:
         takes_sampling_options: False makes ``samples_per_class`` / ``num_draws`` an error
             (SynFlow, which draws no sample). Random and magnitude keep True: they ignore the
             options, so that one option set can be passed to every method.
+        option_specs: the method's options declared once (:class:`Option`): validation, docs
+            and ``train.run``'s flags come from them.
     """
 
     name: str
@@ -55,6 +115,7 @@ class Criterion:
     needs_data: bool = True
     iterative_masks: MaskFn | None = None
     takes_sampling_options: bool = True
+    option_specs: tuple[Option, ...] = ()
 
     @property
     def options(self) -> tuple[str, ...]:
