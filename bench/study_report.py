@@ -1,24 +1,26 @@
-"""The converged study's report: mean ± std over seeds, paired differences, findings in words, plot.
+"""The converged study's tables: mean ± std over seeds (per seed where they disagree), paired t-tests, plot.
 
 Pure functions of the finished cells' rows (``bench/study_fashion_mnist.py`` collects them
 from disk and writes what these return), so every number in ``study.md``, the README and
-``docs/benchmarks.md`` comes from the committed results. :func:`findings` sets the results
-beside the paper's Tables 1–2 (``train/paper_results.csv``, read by ``train.analyze.compare``) and beside Frankle et al. (2021).
+``docs/benchmarks.md`` comes from the committed results. The findings in words are in
+``bench/study_findings.py``; the t-test is ``grasp_tf.analysis.paired_t_test`` (scipy.stats).
 """
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
-from train.analyze import compare  # the paper's published cells, as train.analyze compare reads them
-from train.colors import COLORS  # the same colour per method in every figure
+from train.colors import color  # the same colour per method in every figure
 
 METHODS = ("grasp", "snip", "synflow", "random")
+LATER_METHODS = ("iter_snip", "force", "prospr", "ntk_sap", "phew", "random_erk")  # issue 19's methods
 ABLATION_NAMES = ("shuffle", "invert", "reinit")
-T_CRIT_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 5%, by degrees of freedom
 MIN_DIFFERENCE = 0.01  # below 1 point, a difference can be the CPU's (docs/benchmarks.md)
-NAMES = {"grasp": "GraSP", "snip": "SNIP", "synflow": "SynFlow", "random": "random", "magnitude": "magnitude"}
+SPREAD = 0.10  # seeds further apart than 10 points (e.g. one collapsed to chance) are shown one by one
+CONNECTIVITY = ("flop_density", "effective_sparsity", "dead_channel_fraction")  # from each cell's masks
+NAMES = {"grasp": "GraSP", "snip": "SNIP", "synflow": "SynFlow", "random": "random", "magnitude": "magnitude",
+         "iter_snip": "Iter-SNIP", "force": "FORCE", "prospr": "ProsPr", "ntk_sap": "NTK-SAP", "phew": "PHEW",
+         "random_erk": "random (ERK)"}
 
 
 def _key(r: dict[str, Any]) -> tuple:
@@ -36,10 +38,12 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (model, method, sparsity, ablation), rs in groups.items():
         entry: dict[str, Any] = {"model": model, "method": method, "sparsity": sparsity, "ablation": ablation,
                                  "seeds": len(rs)}
-        for key in ("final_test_accuracy", "best_test_accuracy", "relative_gradient_norm", "scoring_seconds"):
-            vals = np.array([r[key] for r in rs if r[key] is not None], dtype=float)
+        for key in ("final_test_accuracy", "best_test_accuracy", "relative_gradient_norm", "scoring_seconds",
+                    *CONNECTIVITY):
+            vals = np.array([r[key] for r in rs if r.get(key) is not None], dtype=float)
             entry[key] = float(vals.mean()) if vals.size else None
             entry[key + "_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
+        entry["final_test_accuracy_seeds"] = [r["final_test_accuracy"] for r in sorted(rs, key=lambda r: r["seed"])]
         out.append(entry)
     return out
 
@@ -48,20 +52,22 @@ def paired(rows: list[dict[str, Any]], a: tuple, b: tuple) -> dict[str, Any] | N
     """``a`` minus ``b`` (keys as ``_key`` gives) in final test accuracy, seed by seed.
 
     Same seed = same initialization and data order, so the per-seed difference removes what
-    the seeds share. ``clear`` when the paired t-test rejects equality at 5% and the mean
-    difference is at least ``MIN_DIFFERENCE`` (the size machines alone can produce).
+    the seeds share. ``clear`` when the paired t-test (``grasp_tf.analysis.paired_t_test``)
+    rejects equality at 5% and the mean difference is at least ``MIN_DIFFERENCE`` (the size
+    machines alone can produce).
     """
-    by_seed = {}
+    by_seed: dict[Any, dict[tuple, float]] = {}
     for r in rows:
         by_seed.setdefault(r["seed"], {})[_key(r)] = r["final_test_accuracy"]
-    diffs = [s[a] - s[b] for s in by_seed.values() if a in s and b in s]
-    if len(diffs) < 2:
+    pairs = [(s[a], s[b]) for s in by_seed.values() if a in s and b in s]
+    if len(pairs) < 2:
         return None
-    mean = sum(diffs) / len(diffs)
-    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
-    t = math.inf if std == 0 else mean / (std / math.sqrt(len(diffs)))
-    clear = abs(t) > T_CRIT_95.get(len(diffs) - 1, 2.0) and abs(mean) >= MIN_DIFFERENCE
-    return {"mean": mean, "std": std, "n": len(diffs), "t": t, "clear": clear,
+    from grasp_tf import analysis  # imported when a report is written: the study's driver stays free of TF
+
+    test = analysis.paired_t_test([x for x, _ in pairs], [y for _, y in pairs])
+    diffs = [x - y for x, y in pairs]
+    return {"mean": test["mean"], "std": test["std"], "n": test["n"], "t": test["t"],
+            "t_critical": test["t_critical"], "clear": test["reject"] and abs(test["mean"]) >= MIN_DIFFERENCE,
             "same_sign": all(d > 0 for d in diffs) or all(d < 0 for d in diffs)}
 
 
@@ -72,15 +78,29 @@ def pm(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 
     return f"{mean * scale:.{digits}f}" + ("" if std is None else f" ± {std * scale:.{digits}f}")
 
 
-def _methods(summary: list[dict[str, Any]]) -> list[str]:
+def accuracy(e: dict[str, Any] | None) -> str:
+    """Final test accuracy (%) as ``mean ± std``, followed by each seed's value when they lie more than
+    ``SPREAD`` apart (a mean ± std hides a seed that collapsed to chance)."""
+    if e is None:
+        return "-"
+    text = pm(e["final_test_accuracy"], e["final_test_accuracy_std"], 100, 1)
+    seeds = [a for a in e.get("final_test_accuracy_seeds") or [] if a is not None]
+    if len(seeds) > 1 and max(seeds) - min(seeds) > SPREAD:
+        text += " (seeds: " + ", ".join(f"{a * 100:.1f}" for a in seeds) + ")"
+    return text
+
+
+def methods_in(summary: list[dict[str, Any]]) -> list[str]:
+    """The methods present (not the dense baseline), GraSP's study's first, then issue 19's, then any other."""
     present = {e["method"] for e in summary if e["method"] != "none"}
-    return [m for m in (*METHODS, "magnitude") if m in present] + sorted(present - {*METHODS, "magnitude"})
+    order = (*METHODS, "magnitude", *LATER_METHODS)
+    return [m for m in order if m in present] + sorted(present - set(order))
 
 
 def compact_markdown(summary: list[dict[str, Any]]) -> str:
     """Final test accuracy (%, mean ± std) per model and sparsity, one column per method (the README's table)."""
     by = {(e["model"], e["method"], e["sparsity"]): e for e in summary if not e.get("ablation")}
-    methods = _methods(summary)
+    methods = methods_in(summary)
     lines = ["| model (dense acc.) | sparsity | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for model in sorted({e["model"] for e in summary}):
         dense = by.get((model, "none", 0.0))
@@ -89,9 +109,27 @@ def compact_markdown(summary: list[dict[str, Any]]) -> str:
         for sparsity in sorted({e["sparsity"] for e in summary if e["model"] == model and e["method"] != "none"
                                 and not e.get("ablation")}):
             row = [by.get((model, m, sparsity)) for m in methods]
-            lines.append(f"| {label} | {sparsity * 100:g}% | " + " | ".join(
-                "-" if e is None else pm(e["final_test_accuracy"], e["final_test_accuracy_std"], 100, 1)
-                for e in row) + " |")
+            lines.append(f"| {label} | {sparsity * 100:g}% | " + " | ".join(accuracy(e) for e in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def connectivity_markdown(summary: list[dict[str, Any]]) -> str:
+    """Like with like: per model, sparsity and method, accuracy beside what the masks leave connected.
+
+    FLOP density = kept multiply-adds over dense ones; effective sparsity counts weights on no
+    input-to-output path as removed; dead channels = conv output channels and Dense units with
+    no kept weight (``grasp_tf.sparsity_report``); means over seeds, ``-`` where unknown.
+    """
+    cells = sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
+                   key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"])))
+    if not cells:
+        return ""
+    lines = ["| model | sparsity | method | final test acc. (%) | FLOP density (%) | effective sparsity (%) | "
+             "dead channels (%) |", "|---|---|---|---|---|---|---|"]
+    for e in cells:
+        lines.append(f"| {e['model']} | {e['sparsity'] * 100:g}% | {e['method']} | {accuracy(e)} | "
+                     f"{pm(e.get('flop_density'), None, 100, 1)} | {pm(e.get('effective_sparsity'), None, 100, 2)} | "
+                     f"{pm(e.get('dead_channel_fraction'), None, 100, 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -105,9 +143,7 @@ def ablation_markdown(summary: list[dict[str, Any]]) -> str:
              "|---|---|---|---|" + "---|" * len(ablations)]
     for key in sorted({(e["model"], e["method"], e["sparsity"]) for e in summary if e.get("ablation")}):
         cols = [by.get((*key, a)) for a in (None, *ablations)]
-        lines.append(f"| {key[0]} | {key[1]} | {key[2] * 100:g}% | " + " | ".join(
-            "-" if e is None else pm(e["final_test_accuracy"], e["final_test_accuracy_std"], 100, 1)
-            for e in cols) + " |")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2] * 100:g}% | " + " | ".join(accuracy(e) for e in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,19 +232,19 @@ def plot(summary: list[dict[str, Any]], args: argparse.Namespace, path: str) -> 
     for col, model in enumerate(model_names):
         for row, (key, scale, label) in enumerate(panels):
             ax = axes[row][col]
-            for method in _methods(summary):
+            for method in methods_in(summary):
                 pts = sorted((e["sparsity"], e[key], e[key + "_std"] or 0.0) for e in summary
                              if e["model"] == model and e["method"] == method and not e.get("ablation")
                              and e[key] is not None)
                 if pts:
                     ax.errorbar([f"{p * 100:g}" for p, _, _ in pts], [v * scale for _, v, _ in pts],
                                 [d * scale for _, _, d in pts], marker="o", capsize=3, label=method,
-                                color=COLORS.get(method))
+                                color=color(method))
             dense = [e for e in summary if e["model"] == model and e["method"] == "none"]
             if dense and key == "final_test_accuracy":
-                ax.axhline(dense[0][key] * scale, color=COLORS["dense"], ls="--", label="dense")
+                ax.axhline(dense[0][key] * scale, color=color("dense"), ls="--", label="dense")
             if key == "relative_gradient_norm":
-                ax.axhline(1.0, color=COLORS["dense"], ls="--", lw=0.8, label="dense (= 1)")
+                ax.axhline(1.0, color=color("dense"), ls="--", lw=0.8, label="dense (= 1)")
             title = (f"{model}: test accuracy after training" if row == 0
                      else f"{model}: gradient norm at initialization, relative to dense")
             ax.set(title=title, xlabel="sparsity (%)", ylabel=label)
@@ -219,123 +255,3 @@ def plot(summary: list[dict[str, Any]], args: argparse.Namespace, path: str) -> 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-
-def _paper(table: int, model: str = "resnet32") -> dict[tuple[str, str, float], float]:
-    """The paper's mean top-1 accuracy (%) by (dataset, method, sparsity) for one table and model."""
-    return {(dataset, method, sparsity): float(c["mean"])
-            for (dataset, m, method, sparsity, _), cs in compare.paper_cells(compare.PAPER_RESULTS).items()
-            for c in cs if m == model and c["table"] == str(table)}
-
-
-def _verdict(c: dict[str, Any]) -> str:
-    if not c["clear"]:
-        return "no clear difference"
-    return "a clear gain" if c["mean"] > 0 else "a clear loss"
-
-
-def _points(c: dict[str, Any]) -> str:
-    return f"{c['mean'] * 100:+.1f} ± {c['std'] * 100:.1f}"
-
-
-def _against_paper(comps: list[dict[str, Any]], other: str, table: int) -> str:
-    """GraSP − ``other`` per sparsity here, beside the paper's GraSP − ``other`` for ResNet32 (CIFAR-10/100)."""
-    paper = _paper(table)
-    parts, agree, total = [], 0, 0
-    for c in comps:
-        if c["a"][1:] != ("grasp", c["a"][2], None) or c["b"][1] != other or c["b"][3]:
-            continue
-        s = c["a"][2]
-        theirs = [paper[(d, "grasp", s)] - paper[(d, other, s)] for d in ("cifar10", "cifar100")
-                  if (d, "grasp", s) in paper and (d, other, s) in paper]
-        if not theirs:
-            continue
-        total += 1
-        expected_gain = min(theirs) >= 1.0
-        agree += (c["clear"] and c["mean"] > 0) if expected_gain else not (c["clear"] and c["mean"] < 0)
-        parts.append(f"{s * 100:g}%: paper {' / '.join(f'{d:+.1f}' for d in theirs)}, here {_points(c)} "
-                     f"({_verdict(c)})")
-    if not parts:
-        return ""
-    return (f"- **GraSP − {NAMES.get(other, other)}** (paper Table {table}, ResNet32, CIFAR-10 / CIFAR-100; here "
-            f"resnet20 on Fashion-MNIST, paired by seed, points): {'; '.join(parts)}. Agrees with the paper (a "
-            f"clear gain here where the paper's gap is ≥ 1 point on both datasets, otherwise no clear loss) at "
-            f"{agree} of {total} sparsities.\n")
-
-
-def _where_grasp_does_not_lead(summary: list[dict[str, Any]], comps: list[dict[str, Any]]) -> str:
-    by = {(e["model"], e["method"], e["sparsity"]): e for e in summary if not e.get("ablation")}
-    paired_with = {(c["a"][0], c["b"][1], c["a"][2]): c for c in comps if c["a"][1] == "grasp"
-                   and not c["a"][3] and not c["b"][3]}
-    behind, narrow = [], []
-    for (model, method, s), e in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
-        grasp = by.get((model, "grasp", s))
-        if method in ("grasp", "none") or grasp is None:
-            continue
-        c = paired_with.get((model, method, s))
-        how = f" ({_points(c)} points, {_verdict(c)})" if c else ""
-        if e["final_test_accuracy"] >= grasp["final_test_accuracy"]:
-            behind.append(f"{NAMES.get(method, method)} at {s * 100:g}%{how}")
-        elif c and not c["clear"]:
-            narrow.append(f"{NAMES.get(method, method)} at {s * 100:g}%{how}")
-    text = ("- **Where GraSP does not lead:** " + ("; ".join(behind) if behind else
-                                                   "nowhere: it has the highest mean at every sparsity") + ".")
-    if narrow:
-        text += " GraSP's lead is within the seed spread over " + "; ".join(narrow) + "."
-    return text + "\n"
-
-
-def _gradient_norms(summary: list[dict[str, Any]]) -> str:
-    """Which method's masks keep the largest gradient norm at init (GraSP's premise), per sparsity."""
-    out = []
-    for model in sorted({e["model"] for e in summary}):
-        for s in sorted({e["sparsity"] for e in summary if e["model"] == model and e["method"] != "none"}):
-            es = [e for e in summary if e["model"] == model and e["sparsity"] == s and not e.get("ablation")
-                  and e["relative_gradient_norm"] is not None]
-            if len(es) > 1:
-                ranked = sorted(es, key=lambda e: (-e["relative_gradient_norm"], _methods(es).index(e["method"])))
-                out.append(f"{s * 100:g}%: " + " > ".join(
-                    f"{NAMES.get(e['method'], e['method'])} {e['relative_gradient_norm']:.2f}" for e in ranked))
-    return ("- **Gradient norm at initialization** (pruned / dense; GraSP's premise is that its masks keep it "
-            "highest): " + "; ".join(out) + ".\n") if out else ""
-
-
-FRANKLE_EXPECTED = {("shuffle", None): "no loss", ("reinit", None): "no loss", ("invert", "grasp"): "no loss",
-                    ("invert", None): "loss"}  # Frankle et al. (ICLR 2021), sections 5-6
-
-
-def _against_frankle(comps: list[dict[str, Any]]) -> str:
-    words = {"shuffle": "shuffled layerwise", "invert": "inverted", "reinit": "reinitialized"}
-    parts = []
-    for c in comps:
-        ablation, method = c["a"][3], c["a"][1]
-        if not ablation:
-            continue
-        expected = FRANKLE_EXPECTED.get((ablation, method), FRANKLE_EXPECTED[(ablation, None)])
-        agrees = (c["clear"] and c["mean"] < 0) if expected == "loss" else not (c["clear"] and c["mean"] < 0)
-        parts.append(f"{NAMES.get(method, method)} {words[ablation]} at {c['a'][2] * 100:g}%: {_points(c)} points ({_verdict(c)}; "
-                     f"they found {expected}: {'agrees' if agrees else 'disagrees'})")
-    if not parts:
-        return ""
-    return ("- **Sanity checks against Frankle et al. (2021)**, who found that shuffling each layer's mask or "
-            "reinitializing the weights preserves or improves accuracy for SNIP, GraSP and SynFlow (so the "
-            "per-layer densities carry the method), that inverting SNIP's scores loses badly, and that inverting "
-            "GraSP's does not. Ablated − as scored, paired by seed: " + "; ".join(parts) + ".\n")
-
-
-def findings(summary: list[dict[str, Any]], comps: list[dict[str, Any]]) -> str:
-    """The results beside the paper's Tables 1–2 and Frankle et al., in words; '' before two seeds."""
-    text = (_against_paper(comps, "random", 1) + _against_paper(comps, "snip", 2)
-            + _where_grasp_does_not_lead(summary, comps) + _gradient_norms(summary) + _against_frankle(comps))
-    return text if comps else ""
-
-
-def dense_and_compute(rows: list[dict[str, Any]]) -> str:
-    """The dense baseline per seed against the 88% bar, and the training compute of the finished cells."""
-    dense = sorted((r["model"], r["seed"], r["final_test_accuracy"]) for r in rows if r["method"] == "none")
-    hours = sum(r["wall_seconds"] for r in rows) / 3600
-    per_seed = ", ".join(f"{m} seed {s}: {a * 100:.1f}%" for m, s, a in dense)
-    bar = "every one ≥ 88%" if dense and all(a >= 0.88 for *_, a in dense) else "NOT all ≥ 88%"
-    return (f"Dense: {per_seed or 'not run yet'} ({bar}). Compute: {len(rows)} runs, {hours:.1f} hours of "
-            f"`train.run` wall time on 2 CPU cores ({hours * 60 / max(len(rows), 1):.1f} min per run).\n")

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import keras
 import tensorflow as tf
+from keras.src.backend import AutocastScope as _AutocastScope
 from keras.src.backend import get_stateless_scope as _get_stateless_scope
 from keras.src.backend.tensorflow import nn as _backend_nn
 from keras.src.export.export_utils import get_input_signature as _get_input_signature
@@ -28,6 +29,15 @@ def flatten_layers(model: Any) -> list[Any]:
     ``Wrapper``; ``_flatten_layers`` is the walk Keras 3 and tf_keras both use themselves.
     """
     return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def child_layers(layer: Any) -> list[Any]:
+    """The layers directly below ``layer`` (a model's top-level layers, a wrapper's inner layer).
+
+    Why private: the same walk as :func:`flatten_layers`, one level deep; the weight index
+    needs each layer's parent to name its full path (``outer/inner/dense``).
+    """
+    return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
 def own_variables(layer: Any) -> list[Any]:
@@ -80,6 +90,16 @@ def set_dtype_policy(layer: Any, policy: Any) -> None:
         layer._dtype_policy = policy
     else:
         layer._set_dtype_policy(policy)
+
+
+def autocast_scope(dtype: str) -> Any:
+    """A Keras 3 scope in which layers computing in ``dtype`` read float variables cast to ``dtype``.
+
+    Why private: ``AutocastScope`` is what mixed precision enters inside ``Layer.__call__``;
+    Keras exports no way to run a float32 model in float64, which the effective-sparsity pass
+    (``grasp_tf.connectivity``) needs so that path flows neither overflow nor vanish.
+    """
+    return _AutocastScope(dtype)
 
 
 # --- moments of the normalization layers (exact second derivatives) ---------------------------

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Literal, Mapping, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from grasp_tf import criteria, hessian, keys, masking, sampling
+from grasp_tf import criteria, hessian, keys, sampling
 from grasp_tf.prunable import prunable_weights
 
 Data = Union[tuple[Any, Any], tf.data.Dataset]
@@ -39,6 +39,7 @@ __all__ = [
     "mean_std",
     "mean_ci95",
     "t_quantile_975",
+    "paired_t_test",
 ]
 
 
@@ -67,10 +68,10 @@ def _multipliers(model: Any, masks: Masks | None, variables: Sequence[Any]) -> l
     out: list[np.ndarray | None] = [None] * len(variables)
     if masks is None:
         return out
-    checked, owners = keys.validate_masks(model, masks)
+    table = keys.index(model)
     index = {id(v): i for i, v in enumerate(variables)}
-    for key, mask in checked.items():
-        var = owners[key][1]
+    for key, mask in table.check(masks).items():
+        var = table.by_key[key].variable
         if id(var) not in index:
             raise ValueError(f"Mask {key!r} names a weight that is not trainable; gradients are taken "
                              "with respect to trainable weights only.")
@@ -183,28 +184,69 @@ def layer_densities(masks: Masks, order: Sequence[str] | None = None) -> dict[st
     return {k: float(np.count_nonzero(masks[k])) / max(np.size(masks[k]), 1) for k in keys}
 
 
-# Two-sided 95% quantiles t_{0.975}(df) of Student's t (standard tables), df = 1..30, 40, 60, 120, ∞.
-_T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060,
-         9: 2.2622, 10: 2.2281, 11: 2.2010, 12: 2.1788, 13: 2.1604, 14: 2.1448, 15: 2.1314,
-         16: 2.1199, 17: 2.1098, 18: 2.1009, 19: 2.0930, 20: 2.0860, 21: 2.0796, 22: 2.0739,
-         23: 2.0687, 24: 2.0639, 25: 2.0595, 26: 2.0555, 27: 2.0518, 28: 2.0484, 29: 2.0452,
-         30: 2.0423, 40: 2.0211, 60: 2.0003, 120: 1.9799}
-_Z975 = 1.9600
+def t_quantile_975(df: float) -> float:
+    """Student's t quantile at 0.975 for ``df`` degrees of freedom (``scipy.stats.t.ppf``).
+
+    Args:
+        df: degrees of freedom, positive (an integer or a float).
+
+    Returns:
+        ``t`` with ``P(T <= t) = 0.975``: a two-sided 95% interval is ``± t``.
+
+    Raises:
+        ValueError: when ``df`` is not a positive number.
+
+    Example:
+
+    >>> round(t_quantile_975(2), 4)
+    4.3027
+    """
+    from scipy import stats  # imported when used: scipy.stats takes a while to import
+
+    if isinstance(df, bool) or not isinstance(df, (int, float, np.integer, np.floating)) or not df > 0:
+        raise ValueError(f"df must be a positive number, got {df!r}.")
+    return float(stats.t.ppf(0.975, df))
 
 
-def t_quantile_975(df: int) -> float:
-    """Student's t quantile at 0.975 for ``df`` degrees of freedom (table; interpolated in 1/df past 30)."""
-    if not isinstance(df, (int, np.integer)) or df < 1:
-        raise ValueError(f"df must be a positive integer, got {df!r}.")
-    if df in _T975:
-        return _T975[int(df)]
-    knots = [(1.0 / d, _T975[d]) for d in (120, 60, 40, 30)]
-    knots.insert(0, (0.0, _Z975))
-    inv = 1.0 / df
-    for (x0, t0), (x1, t1) in zip(knots, knots[1:]):
-        if x0 <= inv <= x1:
-            return t0 + (t1 - t0) * (inv - x0) / (x1 - x0)
-    raise AssertionError("unreachable: 1/df lies in (0, 1/30)")
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Two-sided paired t-test of ``a`` against ``b`` at 5% (``scipy.stats.ttest_rel``), pair by pair.
+
+    Args:
+        a: one value per pair (e.g. per seed).
+        b: the other value of each pair, same length as ``a``.
+
+    Returns:
+        ``{"n", "mean", "std", "t", "p", "t_critical", "reject"}``: the number of pairs, the
+        mean and sample standard deviation (ddof=1) of ``a - b``, the t statistic, its
+        two-sided p-value, ``t_quantile_975(n - 1)``, and whether ``|t| > t_critical``
+        (equality rejected at 5%). When every difference is the same, ``std`` is 0 and ``t``
+        is ``±inf`` (``p`` = 0) or, for differences of zero, 0 (``p`` = 1).
+
+    Raises:
+        ValueError: fewer than two pairs, or ``a`` and ``b`` of different lengths.
+
+    Example:
+
+    >>> paired_t_test([0.86, 0.85, 0.87], [0.83, 0.83, 0.84])["reject"]
+    True
+    """
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"a and b must be two equally long lists, got shapes {x.shape} and {y.shape}.")
+    n = int(x.size)
+    if n < 2:
+        raise ValueError(f"a paired t-test needs at least 2 pairs, got {n}.")
+    d = x - y
+    mean, std = float(d.mean()), float(d.std(ddof=1))
+    if std == 0.0:  # scipy divides by zero here; the limit is plain
+        t, p = (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
+    else:
+        result = stats.ttest_rel(x, y)
+        t, p = float(result.statistic), float(result.pvalue)
+    critical = t_quantile_975(n - 1)
+    return {"n": n, "mean": mean, "std": std, "t": t, "p": p, "t_critical": critical, "reject": abs(t) > critical}
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

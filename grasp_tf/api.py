@@ -1,14 +1,16 @@
 """The public pipeline: model + data -> scores -> masks -> pruned model, for Keras 3 and tf_keras models."""
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
 
-from grasp_tf import criteria, keras3_masks, masking, reports
-from grasp_tf.prunable import is_tf_keras
+from grasp_tf import criteria, keras3_masks, keys, masking
+from grasp_tf.prunable import default_prunable, is_tf_keras
 
 
+@criteria.documented
 def compute_scores(model: Any, data: Any, method: str = "grasp", **opts: Any) -> dict[str, np.ndarray]:
     """One score array per prunable weight of ``model``, keyed ``"<layer name>/<weight name>"``.
 
@@ -25,9 +27,11 @@ def compute_scores(model: Any, data: Any, method: str = "grasp", **opts: Any) ->
         method: a registered method name (``grasp_tf.criteria.names()``); each names a
             ``grasp_tf.criteria.Criterion``.
         **opts: ``prunable``, ``samples_per_class``, ``num_draws``, ``sample_storage``,
-            ``verbose``, ``seed`` and the method's own options, all listed in
-            ``help(grasp_tf.compute_masks)`` (SynFlow's
-            ``rounds`` / ``schedule`` apply to ``compute_masks`` only: scores are one-shot).
+            ``verbose``, ``seed`` (all explained in ``help(grasp_tf.compute_masks)``) and the
+            method's own options (those marked ``compute_masks`` only belong to an iterative
+            method's pruning: its scores are one-shot), from each method's declarations:
+
+            {method options}
 
     Returns:
         ``{key: float32 array shaped like the weight}``, in the model's layer order.
@@ -45,6 +49,7 @@ def compute_scores(model: Any, data: Any, method: str = "grasp", **opts: Any) ->
     return criteria.score(model, data, method, **opts)
 
 
+@criteria.documented
 def compute_masks(
     model: Any,
     data: Any,
@@ -100,19 +105,11 @@ def compute_masks(
               ETA): ``"auto"`` reports a task once it has run 5 s, ``True`` always, ``False``
               never. A Keras progress bar on a terminal, plain lines otherwise.
 
-            and each method's own options:
+            and each method's own options, from its declarations
+            (``grasp_tf.criteria.get(name).option_specs``; a bad value is a ValueError naming
+            the option, the method and the value):
 
-            * ``grasp`` / ``grasp_abs``: ``temperature=200.0`` (logits divided by it),
-              ``num_chunks=2`` (each draw split into that many chunks, batch norm with
-              per-chunk statistics), ``reinit_dense=True`` (score with every Dense kernel
-              redrawn from an untruncated Glorot normal, as the reference code),
-              ``chunk_size=None`` (process chunks in pieces of at most that many examples:
-              bounded memory, batch-norm statistics per piece).
-            * ``snip``: ``temperature=1.0``, ``reinit_kernels=False`` (redraw every scored
-              kernel from Glorot normal first, the PyTorch port's quirk), ``chunk_size=None``.
-            * ``synflow``: ``rounds=100`` (prune-and-rescore rounds), ``schedule`` =
-              ``"exponential"`` (density ``(1-s)^(r/rounds)``) or ``"linear"``.
-            * ``random``, ``magnitude``: none.
+            {method options}
 
             ``docs/criteria.md`` explains each against the reference code.
 
@@ -171,14 +168,14 @@ def prune_model(model: Any, data: Any, sparsity: float, method: str = "grasp", s
     >>> pruned = grasp_tf.prune_model(model, (x, y), 0.98, method="grasp", samples_per_class=10)
     >>> pruned.fit(train_ds, epochs=160)  # pruned weights stay exactly zero
     """
-    held = reports.get_masks(model)
+    held = keys.index(model).masks()
     if held:
         layers = sorted({k.split("/")[0] for k in held})
         raise ValueError(f"model is already pruned: {len(held)} weights of layers {', '.join(layers[:5])}"
                          f"{', ...' if len(layers) > 5 else ''} hold masks. Prune the unpruned model, or "
                          "compute_masks on it and apply_masks the masks you want.")
     masks = compute_masks(model, data, sparsity, method, scope, **opts)
-    return apply_masks(model if reinitialize is None else reinitialize, masks)
+    return _apply_masks(model if reinitialize is None else reinitialize, masks, warn_dense=opts.get("prunable") is None)
 
 
 def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
@@ -190,19 +187,24 @@ def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
     re-applies the mask after each optimizer update) and returns the same model. tf_keras
     models: returns a clone wrapped in tfmot's ``PruneLowMagnitude`` with the masks pinned
     (see ``grasp_tf.tfmot_compat``). Masks already on the model are kept for keys ``masks``
-    does not name.
+    does not name. A default-prunable weight left with no mask stays dense, and a
+    ``UserWarning`` names every such weight (e.g. masks saved from another architecture).
 
     Args:
         model: a built Keras 3 or tf_keras model, pruned or not.
         masks: ``{"<layer name>/<weight name>": keep-mask}``, boolean or 0/1, shaped like the
             weight; any weight of the model may be named, not only the default prunable ones.
+            Weights whose short keys collide (equally named layers in different sub-models)
+            are keyed by their full layer path, ``"<sub-model>/<layer>/<weight>"``
+            (``grasp_tf.keys``).
 
     Returns:
         The masked model (new or the same one, as above).
 
     Raises:
-        ValueError: for unknown keys, wrong shapes, non-binary values, keys naming several
-            weights, an unbuilt model, or a subclassed tf_keras model. The model is untouched.
+        ValueError: for unknown keys, wrong shapes, non-binary values, a short key this model
+            spells by full path (the message lists the full keys), an unbuilt model, or a
+            subclassed tf_keras model. The model is untouched.
 
     Example:
 
@@ -210,11 +212,24 @@ def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
     >>> np.savez("masks.npz", **masks)  # ... later, on a freshly built model:
     >>> pruned = grasp_tf.apply_masks(model, dict(np.load("masks.npz")))
     """
+    return _apply_masks(model, masks, warn_dense=True)
+
+
+def _apply_masks(model: Any, masks: Mapping[str, Any], warn_dense: bool) -> Any:
+    """``apply_masks``; ``warn_dense=False`` when the caller chose which weights to prune (``prunable=``)."""
+    table = keys.index(model)
+    masks = {**table.masks(), **table.check(masks)}
+    if warn_dense:
+        entries = {id(v): table.of_variable(v) for layer in table.layers for v in default_prunable(layer)}
+        unmasked = sorted(e.key for e in entries.values() if e is not None and e.key not in masks)
+        if unmasked:
+            warnings.warn(f"apply_masks: {len(unmasked)} prunable weight(s) get no mask and stay dense: "
+                          f"{', '.join(unmasked[:6])}{', ...' if len(unmasked) > 6 else ''}.", stacklevel=3)
     if is_tf_keras(model):
         from grasp_tf import tfmot_compat  # imports tfmot, which switches the process to legacy Keras
 
-        return tfmot_compat.apply_masks(model, masks)
-    return keras3_masks.apply_masks(model, masks)
+        return tfmot_compat.apply_masks(model, table, masks)
+    return keras3_masks.apply_masks(model, table, masks)
 
 
 def strip_pruning(model: Any) -> Any:
@@ -226,11 +241,13 @@ def strip_pruning(model: Any) -> Any:
     Returns:
         Sequential / functional models: a new model without wrappers. Subclassed models: the
         same model, its mask constraints removed in place (weights re-zeroed first). tf_keras
-        models: tfmot's own ``strip_pruning`` after re-zeroing.
+        models: tfmot's own ``strip_pruning`` after re-zeroing. In every case the result was
+        checked to give the masked model's outputs on a probe batch (``grasp_tf.verify``).
 
     Raises:
         ValueError: for a subclassed Keras 3 model holding ``FixedMaskWrapper`` layers in its
-            ``call`` (they cannot be removed).
+            ``call`` (they cannot be removed), or a result whose outputs differ from the
+            masked model's (a different network; not returned).
 
     Example:
 

@@ -13,8 +13,7 @@ import keras
 import numpy as np
 
 from grasp_tf import _keras_internals
-from grasp_tf.keys import Owner
-from grasp_tf.prunable import is_tf_keras, is_wrapper, weight_name
+from grasp_tf.keys import WeightIndex, is_tf_keras, is_wrapper
 
 LayerMasks = dict[str, np.ndarray]
 """Keep-masks of one layer's weights, by short weight name (``{"kernel": mask}``)."""
@@ -32,20 +31,20 @@ def is_graph_model(model: Any) -> bool:
     return isinstance(model, keras.Sequential) or _keras_internals.is_functional(model)
 
 
-def masks_by_layer(masks: Mapping[str, np.ndarray], owners: Mapping[str, Owner]) -> dict[int, LayerMasks]:
-    """``masks`` regrouped by owning layer: ``id(layer) -> {weight name: mask}``."""
+def masks_by_layer(masks: Mapping[str, np.ndarray], table: WeightIndex) -> dict[int, LayerMasks]:
+    """``masks`` (keyed as in ``table``) regrouped by owning layer: ``id(layer) -> {weight name: mask}``."""
     by_layer: dict[int, LayerMasks] = {}
     for key, mask in masks.items():
-        layer, var = owners[key]
-        by_layer.setdefault(id(layer), {})[weight_name(var)] = mask
+        entry = table.by_key[key]
+        by_layer.setdefault(id(entry.layer), {})[entry.name] = mask
     return by_layer
 
 
-def copy_weights(source: Any, target: Any, masks: Mapping[str, np.ndarray]) -> None:
+def copy_weights(source: Any, target: Any, table: WeightIndex, masks: Mapping[str, np.ndarray]) -> None:
     """Copy every weight of ``source`` into its clone ``target``, multiplying masked ones by their mask.
 
-    Layers are matched in depth-first order, wrappers and input layers (renamed by cloning)
-    skipped; any mismatch is a ``ValueError``.
+    ``table`` is ``source``'s index and keys ``masks``. Layers are matched in depth-first
+    order, wrappers and input layers (renamed by cloning) skipped; any mismatch is a ``ValueError``.
     """
     def layers(model: Any) -> list[Any]:
         return [l for l in _keras_internals.flatten_layers(model)
@@ -62,21 +61,21 @@ def copy_weights(source: Any, target: Any, masks: Mapping[str, np.ndarray]) -> N
             raise ValueError(f"Layer {a.name!r} has different weights in the clone.")
         for x, y in zip(va, vb):
             value = np.asarray(x.numpy())
-            key = f"{a.name}/{weight_name(x)}"
+            key = table.of_variable(x).key
             if key in masks:
                 value = value * masks[key].astype(value.dtype)
             y.assign(value)
 
 
-def clone(model: Any, masks: Mapping[str, np.ndarray], owners: Mapping[str, Owner], wrap: Wrap | None) -> Any:
+def clone(model: Any, table: WeightIndex, masks: Mapping[str, np.ndarray], wrap: Wrap | None) -> Any:
     """A new built model like the graph model ``model``, its weights copied and masked weights zeroed.
 
-    Every layer owning a key of ``masks`` (``owners`` maps keys to ``(layer, variable)``) is
-    passed to ``wrap`` with its masks; ``wrap=None`` leaves every layer plain (wrappers
+    Every layer owning a key of ``masks`` (keys of ``table``, ``model``'s index) is passed to
+    ``wrap`` with its masks; ``wrap=None`` leaves every layer plain (wrappers
     removed). Nested models are cloned too. Keras 3 models are cloned with
     ``keras.models.clone_model``, tf_keras ones with ``tf_keras.models.clone_model``.
     """
-    by_layer = masks_by_layer(masks, owners)
+    by_layer = masks_by_layer(masks, table)
     if is_tf_keras(model):
         import tf_keras
 
@@ -101,5 +100,5 @@ def clone(model: Any, masks: Mapping[str, np.ndarray], owners: Mapping[str, Owne
     new_model = clone_model(model)
     if not new_model.built:
         new_model.build(model.input_shape)
-    copy_weights(model, new_model, masks)
+    copy_weights(model, new_model, table, masks)
     return new_model

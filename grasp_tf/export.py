@@ -6,8 +6,11 @@ values substituted through a ``keras.StatelessScope``; the mask wrappers are str
 pruned weights are plain zeros. ``tf.saved_model.save`` on that module writes each variable
 once (``model.export()`` in Keras 3.15 writes every variable twice). How weights are stored is
 ``grasp_tf.storage``; ``dense_weights()`` on the loaded object returns every variable
-densified, keyed ``"<layer name>/<weight name>"``. Files are written by ``grasp_tf.staging``
-(nothing half-written on failure).
+densified, keyed as ``grasp_tf.keys`` keys weights. Before anything is published, the written
+SavedModel is loaded back and its outputs compared with the masked model's on a probe batch
+(``grasp_tf.verify``; the TFLite file's too, when not quantized): a different network is a
+``ValueError`` and nothing is written. Files are written by ``grasp_tf.staging`` (nothing
+half-written on failure).
 """
 from __future__ import annotations
 
@@ -21,10 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from grasp_tf import _keras_internals, staging
+from grasp_tf import _keras_internals, keys, staging, verify
 from grasp_tf.keras3_masks import strip_pruning
-from grasp_tf.keys import weights_by_key
-from grasp_tf.prunable import is_tf_keras
+from grasp_tf.keys import is_tf_keras
 from grasp_tf.reports import sparsity_report
 from grasp_tf.storage import Store
 from grasp_tf.wrappers import FixedMaskWrapper
@@ -51,11 +53,11 @@ def _serving_module(model: keras.Model, storage: str) -> tf.Module:
         raise ValueError(f"Unknown storage {storage!r}; choose one of {', '.join(STORAGES)}.")
     wrapped = any(isinstance(l, FixedMaskWrapper) for l in _keras_internals.flatten_layers(model))
     plain = strip_pruning(model) if wrapped else model
-    keys = {id(var): key for key, entries in weights_by_key(plain).items() for _, var in entries
-            if len(entries) == 1}
+    table = keys.index(plain)
+    names = {id(e.variable): e.key for e in table.entries if e.key not in table.ambiguous}
     variables = list(plain.variables)
     module = tf.Module()
-    module.store = Store([keys.get(id(v), v.path) for v in variables], [np.asarray(v.numpy()) for v in variables],
+    module.store = Store([names.get(id(v), v.path) for v in variables], [np.asarray(v.numpy()) for v in variables],
                           sparse=storage == "sparse")
     signature = _keras_internals.input_signature(plain)
 
@@ -96,7 +98,9 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *, storage: 
     The mask wrappers are stripped first (pruned weights saved as zeros or, with
     ``storage="sparse"``, not saved at all). The SavedModel has a ``serving_default``
     signature and ``serve`` / ``dense_weights`` functions; load it with
-    ``tf.saved_model.load``. Nothing is left half-written on failure.
+    ``tf.saved_model.load``. The written SavedModel is loaded back and must give the masked
+    model's outputs on a probe batch before it is published. Nothing is left half-written on
+    failure.
 
     Args:
         model: a built Keras 3 model, pruned or not.
@@ -111,8 +115,9 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *, storage: 
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        ValueError: a tf_keras or unbuilt model, an unknown storage, or an existing ``path``
-            that is not a SavedModel directory.
+        ValueError: a tf_keras or unbuilt model, an unknown storage, an existing ``path``
+            that is not a SavedModel directory, or an export whose outputs differ from the
+            masked model's (nothing written).
         OSError: ``path`` cannot be written.
 
     Example:
@@ -122,10 +127,12 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *, storage: 
     """
     _check_model(model)
     path = os.path.abspath(os.fspath(path))
+    inputs, expected = verify.reference(model)
     module = _serving_module(model, storage)
     staged = staging.staging_dir(path, overwrite, staging.is_saved_model_dir, "a SavedModel directory")
     try:
         tf.saved_model.save(module, staged, signatures=module.serve)
+        _check_saved_model(model, staged, inputs, expected, f"The {storage} SavedModel export of {model.name!r}")
         report = _report(model, module.store, "saved_model", storage, staging.sizes(staged))
         with open(os.path.join(staged, REPORT_FILE), "w") as f:
             json.dump(report, f, indent=2)
@@ -135,25 +142,43 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *, storage: 
     return report
 
 
-def _check_tflite_runs(content: bytes) -> None:
-    """Fail unless TF's TFLite interpreter (default XNNPACK delegate) runs ``content`` to finite outputs."""
+def _check_saved_model(model: keras.Model, directory: str, inputs: Any, expected: Any, what: str) -> None:
+    """Load the SavedModel at ``directory`` back and compare its outputs with the masked model's."""
+    if expected is not None:
+        loaded = tf.saved_model.load(directory)
+        verify.same_outputs(model, expected, verify.outputs(loaded.serve, inputs), what)
+
+
+def _check_tflite_runs(content: bytes, inputs: Any = None) -> list[np.ndarray]:
+    """Run ``content`` in TF's TFLite interpreter (default XNNPACK delegate); its outputs, refused if not finite.
+
+    ``inputs``: one array per interpreter input (zeros of the declared shape when None).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
         interpreter = tf.lite.Interpreter(model_content=content)
+    details = interpreter.get_input_details()
+    if inputs is not None:
+        for detail, x in zip(details, inputs):
+            interpreter.resize_tensor_input(detail["index"], x.shape)
     interpreter.allocate_tensors()
-    for detail in interpreter.get_input_details():
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    for i, detail in enumerate(details):
+        x = np.zeros(detail["shape"], detail["dtype"]) if inputs is None else inputs[i]
+        interpreter.set_tensor(detail["index"], x.astype(detail["dtype"]))
     interpreter.invoke()
-    for detail in interpreter.get_output_details():
-        if not np.all(np.isfinite(interpreter.get_tensor(detail["index"]))):
-            raise ValueError("the converted model outputs NaN or infinity")
+    out = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+    if not all(np.all(np.isfinite(o)) for o in out):
+        raise ValueError("the converted model outputs NaN or infinity")
+    return out
 
 
 def export_tflite(model: keras.Model, path: str | os.PathLike, *, sparse: bool = True, quantize: str | None = None,
                   overwrite: bool = False) -> dict[str, Any]:
     """Convert ``model`` (mask wrappers stripped) to a TFLite file at ``path``, checked to run first.
 
-    The converted model is run once in TF's TFLite interpreter before the file is written.
+    The converted model is run once in TF's TFLite interpreter before the file is written;
+    the SavedModel it is converted from, and (for a single-input, single-output model without
+    ``quantize``) the TFLite outputs too, must give the masked model's outputs on a probe batch.
 
     Args:
         model: a built Keras 3 model, pruned or not.
@@ -169,7 +194,8 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, *, sparse: bool =
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         ValueError: a tf_keras or unbuilt model, an unknown ``quantize``, a combination the
-            TFLite runtime cannot run, or an existing ``path`` that is not a file.
+            TFLite runtime cannot run, an existing ``path`` that is not a file, or a conversion
+            whose outputs differ from the masked model's (nothing written).
         OSError: ``path`` cannot be written.
 
     Example:
@@ -181,21 +207,27 @@ def export_tflite(model: keras.Model, path: str | os.PathLike, *, sparse: bool =
     if quantize not in QUANTIZE:
         raise ValueError(f"Unknown quantize {quantize!r}; choose one of {', '.join(map(repr, QUANTIZE))}.")
     path = os.path.abspath(os.fspath(path))
+    inputs, expected = verify.reference(model)
     module = _serving_module(model, "dense")
     staged = staging.staging_dir(path, overwrite, os.path.isfile, "a file")
     try:
         tf.saved_model.save(module, os.path.join(staged, "saved_model"), signatures=module.serve)
+        _check_saved_model(model, os.path.join(staged, "saved_model"), inputs, expected,
+                           f"The SavedModel converted to TFLite for {model.name!r}")
         converter = tf.lite.TFLiteConverter.from_saved_model(os.path.join(staged, "saved_model"))
         converter.optimizations = ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else []) + \
                                   ([tf.lite.Optimize.DEFAULT] if quantize else [])
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
         content = converter.convert()
+        single = expected is not None and len(inputs) == 1 and isinstance(inputs[0], np.ndarray) and len(expected) == 1
         try:
-            _check_tflite_runs(content)
+            got = _check_tflite_runs(content, inputs if single else None)
         except (RuntimeError, ValueError) as e:
             raise ValueError(f"TFLite cannot run this conversion (sparse={sparse}, quantize={quantize!r}): "
                              f"{str(e).strip().splitlines()[0].rstrip('.')}. Try sparse=False or quantize=None.") from None
+        if single and quantize is None:
+            verify.same_outputs(model, expected, got, f"The TFLite conversion of {model.name!r}")
         staged_file = os.path.join(staged, os.path.basename(path))
         with open(staged_file, "wb") as f:
             f.write(content)

@@ -20,9 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
-from grasp_tf import cloning, keys
-from grasp_tf import _keras_internals
-from grasp_tf.reports import get_masks
+from grasp_tf import _keras_internals, cloning, keys, verify
 from grasp_tf.wrappers import FixedMaskWrapper, MaskConstraint
 
 
@@ -33,15 +31,13 @@ def _strategy_scope(model: Any) -> Any:
     return model.distribute_strategy.scope()
 
 
-def _mask_in_place(model: Any, masks: Mapping[str, np.ndarray], owners: Mapping[str, keys.Owner]) -> None:
-    """Set masks on ``model``'s own variables: a wrapper's mask if wrapped, else a constraint."""
-    wrapped = {id(l.layer): l for l in _keras_internals.flatten_layers(model) if isinstance(l, FixedMaskWrapper)}
+def _mask_in_place(table: keys.WeightIndex, masks: Mapping[str, np.ndarray]) -> None:
+    """Set masks on the indexed model's own variables: a wrapper's mask if wrapped, else a constraint."""
     for key, mask in masks.items():
-        layer, var = owners[key]
-        wrapper = wrapped.get(id(layer))
-        slot = [m for w, m, _ in wrapper.pruning_vars if w is var] if wrapper is not None else []
-        if slot:
-            slot[0].assign(mask.astype(slot[0].dtype))
+        entry = table.by_key[key]
+        var = entry.variable
+        if entry.mask_variable is not None:
+            entry.mask_variable.assign(mask.astype(entry.mask_variable.dtype))
         else:
             previous = var.constraint
             if isinstance(previous, MaskConstraint):
@@ -54,41 +50,46 @@ def _wrap(layer: Any, layer_masks: cloning.LayerMasks) -> FixedMaskWrapper:
     return FixedMaskWrapper(layer, masks=layer_masks)
 
 
-def _clone(model: Any, masks: Mapping[str, np.ndarray], owners: Mapping[str, keys.Owner], wrap: bool) -> Any:
-    """A new model like ``model`` with all weights copied and masked weights zeroed.
+def _clone(model: Any, table: keys.WeightIndex, masks: Mapping[str, np.ndarray], wrap: bool) -> Any:
+    """A new model like ``model`` (indexed by ``table``) with all weights copied and masked weights zeroed.
 
     ``wrap=True`` wraps the layers owning masked weights; ``wrap=False`` unwraps every wrapper.
     """
     with _strategy_scope(model):
-        clone = cloning.clone(model, masks, owners, _wrap if wrap else None)
+        clone = cloning.clone(model, table, masks, _wrap if wrap else None)
         if wrap:  # masked weights that cloning could not wrap (inside custom layers)
-            clone_owners = {k: v for k, v in keys.owners(clone).items() if k in masks}
-            wrapped = {id(l.layer) for l in _keras_internals.flatten_layers(clone) if isinstance(l, FixedMaskWrapper)}
-            rest = {k: m for k, m in masks.items() if id(clone_owners[k][0]) not in wrapped}
-            _mask_in_place(clone, rest, clone_owners)
+            clone_table = keys.index(clone)
+            if [e.key for e in clone_table.entries] != [e.key for e in table.entries]:
+                raise ValueError(f"Cloning {model.name!r} changed its weights' keys; it cannot be masked "
+                                 "by cloning.")
+            _mask_in_place(clone_table, {k: m for k, m in masks.items() if clone_table.by_key[k].wrapper is None})
     return clone
 
 
-def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
-    """The Keras 3 ``model`` with ``masks`` applied (see the module docstring); masks already on it are kept."""
-    checked, owners = keys.validate_masks(model, masks)
+def apply_masks(model: Any, table: keys.WeightIndex, masks: Mapping[str, np.ndarray]) -> Any:
+    """The Keras 3 ``model`` (indexed by ``table``) with checked ``masks`` applied (see the module docstring)."""
     if cloning.is_graph_model(model):
-        return _clone(model, {**get_masks(model), **checked}, owners, wrap=True)
-    _mask_in_place(model, checked, owners)
+        return _clone(model, table, masks, wrap=True)
+    _mask_in_place(table, masks)
     return model
 
 
 def strip_pruning(model: Any) -> Any:
-    """The Keras 3 ``model`` with plain layers and its masks baked in as zeros (see the module docstring)."""
-    masks = get_masks(model)
-    owners = {k: v for k, v in keys.owners(model).items() if k in masks}
+    """The Keras 3 ``model`` with plain layers and its masks baked in as zeros, checked to compute the same outputs."""
+    table = keys.index(model)
+    masks = table.masks()
+    inputs, expected = verify.reference(model)
     if cloning.is_graph_model(model):
-        return _clone(model, masks, owners, wrap=False)
-    if any(isinstance(l, FixedMaskWrapper) for l in _keras_internals.flatten_layers(model)):
+        plain = _clone(model, table, masks, wrap=False)
+    elif any(isinstance(l, FixedMaskWrapper) for l in _keras_internals.flatten_layers(model)):
         raise ValueError(f"Model {model.name!r} is subclassed and holds FixedMaskWrapper layers; "
                          "they cannot be removed from its call(). Rebuild it without wrappers.")
-    for key, mask in masks.items():
-        var = owners[key][1]
-        var.assign(var * mask.astype(var.dtype))
-        var.constraint = var.constraint.previous
-    return model
+    else:
+        for key, mask in masks.items():
+            var = table.by_key[key].variable
+            var.assign(var * mask.astype(var.dtype))
+            var.constraint = var.constraint.previous
+        plain = model
+    verify.same_outputs(model, expected, verify.outputs(lambda *x: plain(*x, training=False), inputs),
+                        f"strip_pruning({model.name!r})")
+    return plain

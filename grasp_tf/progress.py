@@ -6,7 +6,9 @@ prints nothing while one of an hour shows where it is. ``verbose=True`` reports 
 first step, ``False`` never. On a terminal (``sys.stdout.isatty()``) the report is
 ``keras.utils.Progbar``; otherwise (a log file, a pipe, a notebook capture) it is one plain
 line ``"<title>: 3/40 draws, 12.1 s, ETA 2.6 min"`` at most every :data:`LINE_INTERVAL`
-seconds, and always for the last step.
+seconds (or the task's ``interval``), and always for the last step. The command-line tools
+(``train.analyze``) use the same class with ``verbose=True, interval=0``: one line per step,
+naming what finished.
 """
 from __future__ import annotations
 
@@ -30,12 +32,26 @@ def check_verbose(verbose: Any) -> Verbose:
     raise ValueError(f"verbose must be 'auto', True or False, got {verbose!r}.")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float, digits: int = 1) -> str:
+    """A duration in the unit that reads best: ``"12.1 s"`` under 90 s, ``"2.6 min"`` under 90 min, else ``"1.5 h"``.
+
+    Args:
+        seconds: the duration.
+        digits: digits after the decimal point (0 for a rough estimate: ``"about 3 min"``).
+
+    Returns:
+        The duration as text.
+
+    Example:
+
+    >>> duration(156.0), duration(40.4, digits=0)
+    ('2.6 min', '40 s')
+    """
     if seconds < 90:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.{digits}f} s"
     if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"{seconds / 60:.{digits}f} min"
+    return f"{seconds / 3600:.{digits}f} h"
 
 
 class Progress:
@@ -46,6 +62,8 @@ class Progress:
         total: how many steps the task has.
         unit: the name of one step, plural (``"draws"``, ``"pieces"``).
         verbose: ``"auto"``, True or False (see the module's docstring).
+        interval: least seconds between two plain lines (default :data:`LINE_INTERVAL`;
+            0 = a line for every step).
 
     Example:
 
@@ -55,9 +73,11 @@ class Progress:
     ...     progress.step()
     """
 
-    def __init__(self, title: str, total: int, unit: str, verbose: Verbose = "auto") -> None:
+    def __init__(self, title: str, total: int, unit: str, verbose: Verbose = "auto", *,
+                 interval: float | None = None) -> None:
         self.title, self.total, self.unit = title, int(total), unit
         self.verbose = check_verbose(verbose)
+        self.interval = interval
         self.done = 0
         self._start = time.perf_counter()
         self._last_line = -float("inf")
@@ -69,8 +89,8 @@ class Progress:
                                        or elapsed >= AUTO_DELAY)
         return bool(self.verbose)
 
-    def step(self, count: int = 1) -> None:
-        """Record ``count`` more finished steps, and report if it is time to."""
+    def step(self, count: int = 1, what: str | None = None) -> None:
+        """Record ``count`` more finished steps (``what``: which, for the line), and report if it is time to."""
         self.done += count
         now = time.perf_counter()
         elapsed = now - self._start
@@ -84,8 +104,10 @@ class Progress:
                 self._bar = keras.utils.Progbar(self.total, unit_name=self.unit.rstrip("s"))
             self._bar.update(self.done)
             return
-        if now - self._last_line >= LINE_INTERVAL or self.done >= self.total:
+        interval = LINE_INTERVAL if self.interval is None else self.interval
+        if now - self._last_line >= interval or self.done >= self.total:
             eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-            tail = "done" if self.done >= self.total else f"ETA {_duration(eta)}"
-            print(f"{self.title}: {self.done}/{self.total} {self.unit}, {_duration(elapsed)}, {tail}", flush=True)
+            tail = "done" if self.done >= self.total else f"ETA {duration(eta)}"
+            print(f"{self.title}: {self.done}/{self.total} {self.unit}, {duration(elapsed)}, {tail}"
+                  + (f" ({what})" if what else ""), flush=True)
             self._last_line = now

@@ -1,17 +1,19 @@
 """Which weights of a model are prunable, and the stable key each weight is known by.
 
 A key is ``"<layer name>/<weight name>"`` (e.g. ``"conv2d_3/kernel"``), where the layer is
-the innermost layer owning the weight. Keys are the same for a plain model, its wrapped
-(pruned) clone and its stripped export, so masks and scores move freely between them.
-Works for Keras 3 and tf_keras models alike (layers are matched by class name;
-:func:`is_tf_keras` tells the two apart).
+the innermost layer owning the weight, or the full layer path (``"outer/inner/dense/kernel"``)
+for weights whose short keys would collide: ``grasp_tf.keys`` holds the one index and policy.
+Keys are the same for a plain model, its wrapped (pruned) clone and its stripped export, so
+masks and scores move freely between them. Works for Keras 3 and tf_keras models alike
+(layers are matched by class name).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Union
 
-from grasp_tf import _keras_internals
+from grasp_tf import keys
+from grasp_tf.keys import is_tf_keras, is_wrapper, weight_name  # noqa: F401  (re-exported: their old home)
 
 # Most-derived class name in a layer's MRO -> attributes holding its prunable weights.
 DEFAULT_PRUNABLE: dict[str, tuple[str, ...]] = {
@@ -41,21 +43,6 @@ class PrunableWeight:
     variable: Any
 
 
-def weight_name(variable: Any) -> str:
-    """The short name of a variable: ``kernel`` for both ``dense/kernel`` and ``dense/kernel:0``."""
-    return variable.name.split("/")[-1].split(":")[0]
-
-
-def is_wrapper(layer: Any) -> bool:
-    """True for grasp_tf's fixed-mask wrapper and tfmot's PruneLowMagnitude (they own no kernels)."""
-    return getattr(layer, "_grasp_tf_wrapper", False) or type(layer).__name__ == "PruneLowMagnitude"
-
-
-def is_tf_keras(model: Any) -> bool:
-    """True for a ``tf_keras`` (Keras 2) object, False for Keras 3; decided from its classes (imports nothing)."""
-    return any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__)
-
-
 def _default_attrs(layer: Any) -> tuple[str, ...]:
     for cls in type(layer).__mro__:
         if cls.__name__ in DEFAULT_PRUNABLE:
@@ -63,60 +50,45 @@ def _default_attrs(layer: Any) -> tuple[str, ...]:
     return ()
 
 
-def candidate_weights(layer: Any) -> list[tuple[str, Any]]:
-    """(key, variable) pairs a layer offers for pruning by default.
+def default_prunable(layer: Any) -> list[Any]:
+    """The variables a layer offers for pruning by default, in the layer's order.
 
     A layer's own ``get_prunable_weights()`` (the tfmot PrunableLayer convention) wins over
     the class table.
     """
     if hasattr(layer, "get_prunable_weights") and not is_wrapper(layer):
-        return [(f"{layer.name}/{weight_name(v)}", v) for v in layer.get_prunable_weights()]
-    out = []
-    for attr in _default_attrs(layer):
-        var = getattr(layer, attr, None)
-        if var is not None:
-            out.append((f"{layer.name}/{attr}", var))
-    return out
-
-
-def _all_weights(layer: Any) -> list[tuple[str, Any]]:
-    return [(f"{layer.name}/{weight_name(v)}", v) for v in _keras_internals.own_variables(layer)]
+        return list(layer.get_prunable_weights())
+    return [v for v in (getattr(layer, attr, None) for attr in _default_attrs(layer)) if v is not None]
 
 
 def prunable_weights(model: Any, prunable: Prunable = None) -> list[PrunableWeight]:
-    """The prunable weights of ``model`` in layer order, each variable once.
+    """The prunable weights of ``model`` in layer order, each variable once, keyed as ``grasp_tf.keys`` says.
 
     ``prunable`` overrides the default choice: a predicate ``(layer, variable) -> bool``
     applied to every weight of every layer, or an explicit iterable of keys.
-    Raises ``ValueError`` for unknown keys, duplicate keys, or when nothing is prunable.
+    Raises ``ValueError`` for an unbuilt model, unknown or ambiguous keys, or when nothing is
+    prunable.
     """
-    if not getattr(model, "built", True):
-        raise ValueError("The model is not built: call it on a batch or build it first.")
-    layers = [l for l in _keras_internals.flatten_layers(model) if not is_wrapper(l)]
+    table = keys.index(model)
     wanted: set[str] | None = None
     if prunable is None:
-        pool = [(l, k, v) for l in layers for k, v in candidate_weights(l)]
+        pool = [table.of_variable(v) for layer in table.layers for v in default_prunable(layer)]
     elif callable(prunable):
-        pool = [(l, k, v) for l in layers for k, v in _all_weights(l) if prunable(l, v)]
+        pool = [e for e in table.entries if prunable(e.layer, e.variable)]
     else:
         wanted = set(prunable)
-        pool = [(l, k, v) for l in layers for k, v in _all_weights(l) if k in wanted]
+        pool = [e for e in table.entries if e.key in wanted]
     out: list[PrunableWeight] = []
-    seen_vars: set[int] = set()
-    seen_keys: set[str] = set()
-    for layer, key, var in pool:
-        if id(var) in seen_vars:
+    seen: set[int] = set()
+    for entry in pool:
+        if entry is None or id(entry.variable) in seen:
             continue
-        if key in seen_keys:
-            raise ValueError(
-                f"Two different weights share the key {key!r}: give the layers unique names.")
-        seen_vars.add(id(var))
-        seen_keys.add(key)
-        out.append(PrunableWeight(key, layer, var))
-    if wanted is not None and wanted - seen_keys:
+        seen.add(id(entry.variable))
+        out.append(PrunableWeight(table.key_of(entry.variable), entry.layer, entry.variable))
+    if wanted is not None and wanted - {w.key for w in out}:
         raise ValueError(
-            f"Unknown prunable keys {sorted(wanted - seen_keys)}; the model has e.g. "
-            f"{sorted(k for l in layers for k, _ in _all_weights(l))[:8]}.")
+            f"Unknown prunable keys {sorted(wanted - {w.key for w in out})}; the model has e.g. "
+            f"{sorted(e.key for e in table.entries)[:8]}.")
     if not out:
         raise ValueError(
             f"Model {getattr(model, 'name', model)!r} has no prunable weights (defaults: kernels "

@@ -5,9 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from grasp_tf import _keras_internals
-from grasp_tf.prunable import candidate_weights, is_wrapper, weight_name
-from grasp_tf.wrappers import MaskConstraint
+from grasp_tf import connectivity, keys
+from grasp_tf.prunable import default_prunable
 
 
 def get_masks(model: Any) -> dict[str, np.ndarray]:
@@ -28,16 +27,7 @@ def get_masks(model: Any) -> dict[str, np.ndarray]:
     >>> pruned = grasp_tf.prune_model(model, (x, y), 0.9)
     >>> masks = grasp_tf.get_masks(pruned)  # the masks prune_model applied
     """
-    out: dict[str, np.ndarray] = {}
-    for layer in _keras_internals.flatten_layers(model):
-        if is_wrapper(layer):
-            for w, m, _ in layer.pruning_vars:
-                out[f"{layer.layer.name}/{weight_name(w)}"] = np.asarray(m.numpy()) != 0
-        else:
-            for var in _keras_internals.own_variables(layer):
-                if isinstance(var.constraint, MaskConstraint):
-                    out[f"{layer.name}/{weight_name(var)}"] = var.constraint.mask.copy()
-    return out
+    return keys.index(model).masks()
 
 
 def sparsity_report(model: Any) -> dict[str, Any]:
@@ -61,26 +51,29 @@ def sparsity_report(model: Any) -> dict[str, Any]:
     >>> report = grasp_tf.sparsity_report(pruned)
     >>> report["global"]["sparsity"]  # 0.9 after prune_model(model, data, 0.9)
     """
-    masks = get_masks(model)
+    table = keys.index(model)
+    masks = table.masks()
+    default = {id(v) for layer in table.layers for v in default_prunable(layer)}
     weights: dict[str, dict[str, Any]] = {}
-    for layer in _keras_internals.flatten_layers(model):
-        if is_wrapper(layer):
-            continue
-        default = {id(v) for _, v in candidate_weights(layer)}
-        for var in _keras_internals.own_variables(layer):
-            key = f"{layer.name}/{weight_name(var)}"
-            if key not in masks and id(var) not in default:
-                continue
-            value = np.asarray(var.numpy())
+    found = []  # (key, layer, variable) for grasp_tf.connectivity
+    for entry in table.entries:
+        if entry.masked or id(entry.variable) in default:
+            key = table.key_of(entry.variable)
+            value = np.asarray(entry.variable.numpy())
             total = int(value.size)
             kept = int(np.count_nonzero(masks[key])) if key in masks else total
-            weights[key] = {"layer": layer.name, "shape": list(value.shape), "masked": key in masks,
+            weights[key] = {"layer": entry.layer.name, "shape": list(value.shape), "masked": key in masks,
                             "total": total, "kept": kept, "kept_fraction": kept / total if total else 1.0,
                             "nonzero": int(np.count_nonzero(value))}
+            found.append((key, entry.layer, entry.variable))
+    per_weight, connected = connectivity.measure(model, found, masks)
+    for key, extra in per_weight.items():
+        weights[key].update(extra)
     total = sum(w["total"] for w in weights.values())
     kept = sum(w["kept"] for w in weights.values())
     nonzero = sum(w["nonzero"] for w in weights.values())
     frac = kept / total if total else 1.0
     return {"weights": weights,
             "global": {"total": total, "kept": kept, "kept_fraction": frac, "sparsity": 1.0 - frac,
-                       "nonzero": nonzero, "nonzero_fraction": nonzero / total if total else 1.0}}
+                       "nonzero": nonzero, "nonzero_fraction": nonzero / total if total else 1.0,
+                       **connected}}

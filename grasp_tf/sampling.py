@@ -3,7 +3,7 @@
 ``data`` is an ``(x, y)`` pair (one batch, used as given, in the given order) or a
 ``tf.data.Dataset`` of ``(x, y)`` batches (a stream). Labels are integer class ids or
 one-hot rows. With ``samples_per_class=k`` a draw is the first ``k`` examples of every
-class met in the stream, stacked in class order (reference item 7); each further draw
+class met in the stream, stacked in class order (as the authors' code, alecwangcq/GraSP, draws it); each further draw
 continues the stream where the previous one stopped (the reference restarts its
 shuffled loader instead: the same distribution, never a repeated example). Without it a
 draw is one batch as given. A draw of ``N`` examples is split into ``num_chunks`` chunks

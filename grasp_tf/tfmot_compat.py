@@ -19,10 +19,8 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from grasp_tf import cloning, keys
-from grasp_tf import _keras_internals
-from grasp_tf.prunable import is_wrapper, weight_name
-from grasp_tf.reports import get_masks
+from grasp_tf import _keras_internals, cloning, keys, verify
+from grasp_tf.keys import weight_name
 
 
 @tf_keras.utils.register_keras_serializable(package="grasp_tf")
@@ -50,34 +48,38 @@ def _prune_low_magnitude(layer: Any, layer_masks: cloning.LayerMasks) -> Any:
     return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=PinnedMasks(1.0 - kept))
 
 
-def apply_masks(model: Any, masks: Mapping[str, Any]) -> Any:
-    """A clone of the tf_keras ``model`` wrapped in tfmot's ``PruneLowMagnitude`` with ``masks`` pinned.
+def apply_masks(model: Any, table: keys.WeightIndex, masks: Mapping[str, Any]) -> Any:
+    """A clone of the tf_keras ``model`` (indexed by ``table``) in tfmot's ``PruneLowMagnitude``, ``masks`` pinned.
 
     Each layer owning a masked weight is wrapped so that exactly its masked weights are
     pruned (``get_prunable_weights`` is set on the cloned layer); all weights are copied and
-    masked ones zeroed. The caller's model is untouched. Masks already on ``model`` are kept
-    for keys ``masks`` does not name. Only Sequential and functional models (what tfmot can
-    wrap); raises ``ValueError`` otherwise or for bad masks.
+    masked ones zeroed. The caller's model is untouched. ``masks`` are checked, keyed by
+    ``table`` and include those already on ``model`` that stay. Only Sequential and
+    functional models (what tfmot can wrap); raises ``ValueError`` otherwise.
     """
     if not cloning.is_graph_model(model):
         raise ValueError(f"tfmot wraps only Sequential and functional tf_keras models; "
                          f"{type(model).__name__} is subclassed. Use a Keras 3 model for in-place masking.")
-    checked, owners = keys.validate_masks(model, masks)
-    masks = {**get_masks(model), **checked}
-    clone = cloning.clone(model, masks, owners, _prune_low_magnitude)
-    for layer in _keras_internals.flatten_layers(clone):
-        if is_wrapper(layer):
-            for weight, mask, _ in layer.pruning_vars:
-                value = masks[f"{layer.layer.name}/{weight_name(weight)}"].astype(mask.dtype.as_numpy_dtype)
-                mask.assign(value)
-                weight.assign(weight * value)
+    clone = cloning.clone(model, table, masks, _prune_low_magnitude)
+    clone_table = keys.index(clone)
+    if [e.key for e in clone_table.entries] != [e.key for e in table.entries]:
+        raise ValueError(f"Cloning {model.name!r} changed its weights' keys; it cannot be masked by cloning.")
+    for entry in clone_table.entries:
+        if entry.mask_variable is not None:
+            value = masks[entry.key].astype(entry.mask_variable.dtype.as_numpy_dtype)
+            entry.mask_variable.assign(value)
+            entry.variable.assign(entry.variable * value)
     return clone
 
 
 def strip_pruning(model: Any) -> Any:
-    """tfmot's ``strip_pruning`` after re-zeroing every wrapped weight (``weight *= mask``, in place)."""
-    for layer in _keras_internals.flatten_layers(model):
-        if is_wrapper(layer):
-            for weight, mask, _ in layer.pruning_vars:
-                weight.assign(weight * mask)
-    return tfmot.sparsity.keras.strip_pruning(model)
+    """tfmot's ``strip_pruning`` after re-zeroing every wrapped weight, checked to compute the same outputs."""
+    table = keys.index(model)
+    for entry in table.entries:
+        if entry.mask_variable is not None:
+            entry.variable.assign(entry.variable * entry.mask_variable)
+    inputs, expected = verify.reference(model) if cloning.is_graph_model(model) else (None, None)
+    plain = tfmot.sparsity.keras.strip_pruning(model)
+    verify.same_outputs(model, expected, verify.outputs(lambda *x: plain(*x, training=False), inputs),
+                        f"strip_pruning({model.name!r})")
+    return plain

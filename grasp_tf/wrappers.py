@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from grasp_tf import _keras_internals
-from grasp_tf.prunable import candidate_weights, weight_name
+from grasp_tf.prunable import default_prunable, weight_name
 
 WRAPPER_PREFIX = "prune_low_magnitude_"
 
@@ -85,7 +85,7 @@ class FixedMaskWrapper(keras.layers.Wrapper):
         super().build(input_shape)
         own = {weight_name(v): v for v in _keras_internals.own_variables(self.layer)}
         if self._weight_names is None:
-            self._weight_names = [key.split("/")[-1] for key, _ in candidate_weights(self.layer)]
+            self._weight_names = [weight_name(v) for v in default_prunable(self.layer)]
         missing = [n for n in self._weight_names if n not in own]
         if missing or not self._weight_names:
             raise ValueError(f"Layer {self.layer.name!r} has no weights {missing or '(none chosen)'} to mask; "
@@ -164,6 +164,8 @@ class MaskConstraint(keras.constraints.Constraint):
     Used where a weight cannot be wrapped (subclassed models); ``previous`` is a constraint
     the variable already had, applied first.
     """
+
+    is_grasp_tf_mask = True  # how grasp_tf.keys recognises it without importing this module
 
     def __init__(self, mask: np.ndarray, previous: Any = None):
         self.mask = np.asarray(mask, dtype=bool)

@@ -1,4 +1,4 @@
-"""ResNets: the reference's CIFAR ResNet (reference item 16) and torchvision's ResNet-50 (v1.5)."""
+"""ResNets: the reference's CIFAR ResNet (the authors' ResNet32) and torchvision's ResNet-50 (v1.5)."""
 from __future__ import annotations
 
 from typing import Sequence

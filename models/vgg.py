@@ -1,4 +1,4 @@
-"""VGG: the reference's CIFAR / Tiny-ImageNet VGG (reference item 15) and torchvision's VGG16-BN."""
+"""VGG: the reference's CIFAR / Tiny-ImageNet VGG (the authors' VGG19, alecwangcq/GraSP) and torchvision's VGG16-BN."""
 from __future__ import annotations
 
 from typing import Sequence

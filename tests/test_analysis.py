@@ -164,10 +164,30 @@ def test_t_quantiles_hold_95_percent(df):
 def test_mean_ci95_and_std():
     mean, half = analysis.mean_ci95([1.0, 2.0, 3.0, 4.0, 5.0])
     assert mean == 3.0
-    assert half == pytest.approx(2.7764 * math.sqrt(2.5) / math.sqrt(5), rel=1e-9)
+    assert half == pytest.approx(2.776445 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)
     assert analysis.mean_std([2.0, 4.0]) == (3.0, pytest.approx(math.sqrt(2.0)))
     single = analysis.mean_ci95([0.7])
     assert single[0] == 0.7 and math.isnan(single[1])
+
+
+def test_paired_t_test_by_hand():
+    # Differences 1, 2, 2, 3: mean 2, std sqrt(2/3), t = 2 / (sqrt(2/3) / 2) = 4.899 > t(3) = 3.1824.
+    test = analysis.paired_t_test([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0])
+    assert test["n"] == 4 and test["mean"] == 2.0 and test["std"] == pytest.approx(math.sqrt(2 / 3))
+    assert test["t"] == pytest.approx(2 / (math.sqrt(2 / 3) / 2)) and test["reject"]
+    assert test["t_critical"] == pytest.approx(3.1824, abs=1e-4)
+    assert test["p"] == pytest.approx(1 - t_two_sided_mass(test["t"], 3), abs=2e-4)
+    same = analysis.paired_t_test([0.5, 0.7], [0.4, 0.6])  # every difference equal (up to rounding)
+    assert same["reject"] and abs(same["t"]) > 1e6
+    zero = analysis.paired_t_test([0.5, 0.7], [0.5, 0.7])
+    assert (zero["t"], zero["p"], zero["reject"]) == (0.0, 1.0, False)
+    assert analysis.paired_t_test([2.0, 2.0], [1.0, 1.0])["t"] == math.inf
+    with pytest.raises(ValueError, match="at least 2 pairs, got 1"):
+        analysis.paired_t_test([1.0], [0.0])
+    with pytest.raises(ValueError, match="equally long"):
+        analysis.paired_t_test([1.0, 2.0], [0.0])
+    with pytest.raises(ValueError, match="df must be a positive number, got 0"):
+        analysis.t_quantile_975(0)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -315,10 +335,11 @@ def test_gradnorm_says_what_it_will_do_and_prints_progress_lines_when_not_on_a_t
     lines = r.stdout.splitlines()
     assert re.fullmatch(r"gradnorm: 2 initializations x 1 methods \(random\) x 1 pruning ratios of conv4 on 128 "
                         r"fashion_mnist examples \(1 batches of 128\): 4 steps, about \d+(\.\d)? (s|min|h) .*", lines[0])
-    progress = [l for l in lines if l.startswith("[")]
-    assert [l.split("]")[0] for l in progress] == ["[1/4", "[2/4", "[3/4", "[4/4"]
-    assert all(re.search(r"\(elapsed \d+:\d\d, ETA \d+:\d\d\)$", l) for l in progress)
-    assert "trial 2/2: random scored" in progress[2]
+    progress = [line for line in lines if re.match(r"gradnorm: \d/4 steps, ", line)]  # one per step
+    assert [line.split(" steps")[0] for line in progress] == [f"gradnorm: {i}/4" for i in (1, 2, 3, 4)]
+    assert all(re.search(r", [\d.]+ (s|min|h), ETA [\d.]+ (s|min|h) \(", line) for line in progress[:3])
+    assert re.search(r", [\d.]+ (s|min|h), done \(", progress[3])
+    assert progress[2].endswith("(trial 2/2: random scored)")
     assert lines[-1].startswith("wrote ")
 
 

@@ -58,6 +58,7 @@ def _study_rows(cells):
 
 
 def test_study_findings_set_the_results_beside_the_paper_and_frankle():
+    from bench import study_findings as findings
     from bench import study_report as study
 
     rows = _study_rows([
@@ -70,7 +71,7 @@ def test_study_findings_set_the_results_beside_the_paper_and_frankle():
         ("snip", 0.98, "invert", (0.10, 0.10, 0.11)),     # collapses: they found a loss too
         ("grasp", 0.98, "invert", (0.80, 0.79, 0.81)),    # a clear loss where they found none
     ])
-    text = study.findings(study.summarize(rows), study.comparisons(rows))
+    text = findings.findings(study.summarize(rows), study.comparisons(rows))
     random_line, snip_line, lead, norms, frankle = text.splitlines()
     # The paper's Table 1 gap at 98% (ResNet32): 88.81 - 85.90 on CIFAR-10, 58.43 - 50.92 on CIFAR-100.
     assert "98%: paper +2.9 / +7.5, here +3.0 ± 0.0 (a clear gain)" in random_line
@@ -83,14 +84,126 @@ def test_study_findings_set_the_results_beside_the_paper_and_frankle():
     assert "GraSP shuffled layerwise at 98%: -0.4 ± 0.1 points (no clear difference; they found no loss: agrees)" in frankle
     assert "SNIP inverted at 98%: -75.3 ± 0.6 points (a clear loss; they found loss: agrees)" in frankle
     assert "GraSP inverted at 98%: -6.0 ± 0.0 points (a clear loss; they found no loss: disagrees)" in frankle
-    assert study.dense_and_compute(rows) == (
+    assert findings.dense_and_compute(rows) == (
         "Dense: resnet20 seed 0: 89.7%, resnet20 seed 1: 89.9%, resnet20 seed 2: 88.1% (every one ≥ 88%). "
-        "Compute: 24 runs, 1.2 hours of `train.run` wall time on 2 CPU cores (3.0 min per run).\n")
+        "Compute: 24 runs, 1.2 hours of `train.run` wall time on 2 CPU cores (3.0 min per run), counting every "
+        "attempt of a resumed run (24 of them finished before attempts were recorded: for those, only the last "
+        "process).\n")
 
 
 def test_study_findings_wait_for_two_seeds():
+    from bench import study_findings as findings
     from bench import study_report as study
 
     rows = _study_rows([("grasp", 0.98, None, (0.86,)), ("random", 0.98, None, (0.83,))])
-    assert study.findings(study.summarize(rows), study.comparisons(rows)) == ""
-    assert "NOT all ≥ 88%" in study.dense_and_compute(_study_rows([("none", 0.0, None, (0.89, 0.87))]))
+    assert findings.findings(study.summarize(rows), study.comparisons(rows)) == ""
+    assert "NOT all ≥ 88%" in findings.dense_and_compute(_study_rows([("none", 0.0, None, (0.89, 0.87))]))
+
+
+def test_study_shows_each_seed_where_they_disagree_and_what_the_masks_leave_connected():
+    from bench import study_report as study
+
+    rows = _study_rows([("random", 0.995, None, (0.85, 0.10, 0.84)), ("grasp", 0.995, None, (0.78, 0.77, 0.79))])
+    for r in rows:  # FLOP density, effective sparsity, dead channels as results.json["sparsity"]["global"] has them
+        r.update(flop_density={"random": 0.005, "grasp": 0.02}[r["method"]] + r["seed"] * 0.001,
+                 effective_sparsity=0.996, dead_channel_fraction=None if r["method"] == "random" else 0.25)
+    summary = study.summarize(rows)
+    # random: mean 59.67, std 43.02 (ddof=1), seeds 75 points apart: each one shown; GraSP's 2 points apart: not.
+    assert study.compact_markdown(summary).splitlines()[2] == (
+        "| resnet20 | 99.5% | 78.0 ± 1.0 | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) |")
+    table = study.connectivity_markdown(summary).splitlines()
+    assert table[0] == ("| model | sparsity | method | final test acc. (%) | FLOP density (%) | "
+                        "effective sparsity (%) | dead channels (%) |")
+    assert table[2:] == ["| resnet20 | 99.5% | grasp | 78.0 ± 1.0 | 2.1 | 99.60 | 25.0 |",
+                         "| resnet20 | 99.5% | random | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) | 0.6 | 99.60 | - |"]
+
+
+def test_study_findings_state_each_later_papers_claim_and_whether_the_seeds_agree():
+    from bench import study_findings as findings
+    from bench import study_report as study
+
+    rows = _study_rows([
+        ("none", 0.0, None, (0.89, 0.89, 0.89)),
+        ("grasp", 0.98, None, (0.85, 0.85, 0.85)), ("grasp", 0.995, None, (0.78, 0.77, 0.79)),
+        ("snip", 0.98, None, (0.85, 0.86, 0.84)), ("snip", 0.995, None, (0.50, 0.45, 0.55)),
+        ("force", 0.98, None, (0.86, 0.85, 0.85)), ("force", 0.995, None, (0.80, 0.80, 0.80)),
+        ("ntk_sap", 0.98, None, (0.87, 0.87, 0.87)),
+    ])
+    text = findings.findings(study.summarize(rows), study.comparisons(rows), rows)
+    force = next(line for line in text.splitlines() if line.startswith("- **FORCE**"))
+    # FORCE − SNIP: 98% +1, -1, +1 points (mean 0.3, std 1.2); 99.5% +30, +35, +25 (std 5, t = 10.4 > t(2) = 4.30).
+    # FORCE − GraSP: 98% +1, 0, 0 (std 0.6); 99.5% +2, +3, +1 (std 1, t = 3.46 < 4.30): no clear gain where due.
+    assert force == (
+        "- **FORCE**: de Jorge et al. (ICLR 2021): FORCE stays trainable at extreme sparsity, where SNIP and GraSP "
+        "fail. Expected here: a clear gain at 99.5% (the highest sparsity run) and no clear loss below. resnet20, "
+        "paired by seed (points): FORCE − SNIP: 98% +0.3 ± 1.2 (no clear difference), 99.5% +30.0 ± 5.0 (a clear "
+        "gain); FORCE − GraSP: 98% +0.3 ± 0.6 (no clear difference), 99.5% +2.0 ± 1.0 (no clear difference). "
+        "Agrees at 3 of 4 comparisons.")
+    ntk = next(line for line in text.splitlines() if line.startswith("- **NTK-SAP**"))
+    # NTK-SAP − GraSP +2 points every seed (std 0: a clear gain); − SNIP +2, +1, +3 (t = 3.46: not clear).
+    assert "Expected here: a clear gain at every sparsity." in ntk
+    assert ("NTK-SAP − SNIP: 98% +2.0 ± 1.0 (no clear difference); "
+            "NTK-SAP − GraSP: 98% +2.0 ± 0.0 (a clear gain)") in ntk
+    assert ntk.endswith("Agrees at 1 of 2 comparisons.")
+    assert "ProsPr" not in text and "Iter-SNIP" not in text  # no rows, no claim
+
+
+def test_paired_rule_takes_its_t_quantile_from_scipy_at_any_number_of_seeds():
+    from bench import study_report as study
+
+    # 8 seeds, GraSP − SNIP = -3.5, -2.5, ..., +3.5 points, shifted by +1.9: mean 1.9, std 2.449 (ddof=1),
+    # t = 1.9 / (2.449 / √8) = 2.19: above the old code's 2.0 fallback for df > 5, below t(7) = 2.3646.
+    accs = [0.80 + (i - 3.5) * 0.01 for i in range(8)]
+    rows = _study_rows([("grasp", 0.98, None, [a + 0.019 for a in accs]), ("snip", 0.98, None, [0.80] * 8)])
+    (c,) = study.comparisons(rows)
+    assert c["n"] == 8 and math.isclose(c["mean"], 0.019) and math.isclose(c["std"], math.sqrt(6) / 100)
+    assert math.isclose(c["t"], 1.9 / (math.sqrt(6) / math.sqrt(8)))
+    assert math.isclose(c["t_critical"], 2.3646, abs_tol=1e-4) and not c["clear"]
+
+
+def test_study_grid_adds_the_later_methods_without_renaming_a_committed_cell():
+    from bench import study_cells, study_fashion_mnist
+
+    args = study_fashion_mnist.parse_args([])
+    grid = list(study_cells.cells(args))
+    committed = os.path.join(ROOT, "bench", "results", "study_converged", "runs", "resnet20")
+    on_disk = {n for n in os.listdir(committed) if os.path.exists(os.path.join(committed, n, "results.json"))}
+    names = [os.path.basename(c["dir"]) for c in grid]
+    assert len(grid) == 69 + 6 * 3 * 3 and on_disk <= set(names)  # every committed cell stays a cell: skipped
+    later = [c for c in grid if c["method"] in study_fashion_mnist.LATER_METHODS]
+    assert {(c["method"], c["sparsity"]) for c in later} == {
+        (m, s) for m in ("iter_snip", "force", "prospr", "ntk_sap", "phew", "random_erk") for s in (0.98, 0.99, 0.995)}
+    erk = next(c for c in later if c["method"] == "random_erk" and c["sparsity"] == 0.995 and c["seed"] == 2)
+    assert os.path.basename(erk["dir"]) == "random_erk_0.995_s2"
+    cmd = study_cells.command(erk, args)
+    assert "--method=random" in cmd and "--densities=erk" in cmd and "--sparsity=0.995" in cmd
+    assert "--method=force" in study_cells.command(next(c for c in later if c["method"] == "force"), args)
+
+
+def test_study_compute_counts_every_attempt_of_a_resumed_cell(tmp_path, monkeypatch):
+    from bench import study_cells
+
+    cell = {"model": "resnet20", "width": 1, "method": "snip", "sparsity": 0.98, "ablation": None, "seed": 0,
+            "dir": str(tmp_path / "snip_0.98_s0")}
+    os.makedirs(cell["dir"])
+    # The first attempt's driver died: its attempt is open; its process last wrote the log 420 s after it started.
+    (tmp_path / "snip_0.98_s0" / "attempts.json").write_text(json.dumps([{"started": 1000.0, "seconds": None}]))
+    (tmp_path / "snip_0.98_s0.log").write_text("epoch 1 ...\n")
+    os.utime(tmp_path / "snip_0.98_s0.log", (1420.0, 1420.0))
+    # The second attempt (a stand-in for train.run) finishes the run; its results say only its own wall time.
+    results = {"final_test_accuracy": 0.85, "best_test_accuracy": 0.85, "scoring_seconds": 4.0, "wall_seconds": 0.3,
+               "sparsity": {"global": {}}}
+    out = os.path.join(cell["dir"], "results.json")
+    finish = f"import json, time; time.sleep(0.3); json.dump({results!r}, open({out!r}, 'w'))"
+    monkeypatch.setattr(study_cells, "command", lambda c, a: [sys.executable, "-c", finish])
+    seconds = study_cells.run_cell(cell, None)
+    attempts = study_cells.read_attempts(cell)
+    assert [a["seconds"] for a in attempts] == [420.0, seconds] and seconds >= 0.3
+    assert attempts[0]["closed"] == "from the log's last write" and attempts[1]["returncode"] == 0
+    monkeypatch.setattr(study_cells, "cells", lambda args: iter([cell]))
+    (row,) = study_cells.collect(None)
+    assert row["attempts"] == 2 and row["wall_seconds"] == 420.0 + seconds  # not results.json's 0.3 alone
+    monkeypatch.setattr(study_cells, "command", lambda c, a: [sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(subprocess.CalledProcessError):
+        study_cells.run_cell(cell, None)
+    assert study_cells.read_attempts(cell)[-1]["returncode"] == 3  # a failed attempt is timed too

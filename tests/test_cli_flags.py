@@ -1,8 +1,10 @@
 """Every constrained flag of the three CLIs, fed a bad value: exit 2, one line naming the flag, nothing created."""
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.subprocess
@@ -38,8 +40,13 @@ RUN = [  # (bad flags, the flag the message must name)
     (["--validation_split=-0.1"], "--validation_split="),
     (["--sparsity=1.0"], "--sparsity="),
     (["--sparsity=-0.5"], "--sparsity="),
-    (["--temperature=0"], "--temperature="),
-    (["--chunk_size=-1"], "--chunk_size="),
+    (["--temperature=0"], "--temperature=0.0 is invalid for --method=grasp: must be a number > 0"),
+    (["--chunk_size=-1"], "--chunk_size=-1 is invalid for --method=grasp"),
+    # A method's options come from its declarations: one not taken by --method is an error, not ignored.
+    (["--method=random", "--chunk_size=5"], "--chunk_size is not an option of --method=random"),
+    (["--method=snip", "--reinit_dense"], "--reinit_dense is not an option of --method=snip (it takes "
+                                          "--temperature, --reinit_kernels, --chunk_size)"),
+    (["--method=synflow", "--rounds=0"], "--rounds=0 is invalid for --method=synflow: must be an integer >= 1"),
     (["--init=he"], "--init="),
     (["--scope=local"], "--scope="),
     (["--strategy=tpu"], "--strategy="),
@@ -107,3 +114,58 @@ def test_train_export_rejects(tmp_path):
     r = run("train.export", [f"--run_dir={tmp_path}"])
     assert_one_line_error(r, "model.keras exists but is not a readable Keras model")
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+
+
+def test_a_method_option_set_in_a_flagfile_for_a_method_that_lacks_it_is_refused(tmp_path):
+    """The old shared common.cfg set --temperature for every method; now that is one line naming both."""
+    flagfile = tmp_path / "shared.cfg"
+    flagfile.write_text("--temperature=200\n--epochs=1\n")
+    out = tmp_path / "run"
+    r = run("train.run", ["--model=conv4", f"--flagfile={flagfile}", "--method=magnitude", f"--output_dir={out}"])
+    assert_one_line_error(r, "--temperature is not an option of --method=magnitude (it takes no options)")
+    assert not out.exists()
+
+
+PLUGIN = """
+import sys
+from train import quiet
+quiet.import_tensorflow()
+import numpy as np
+from grasp_tf import criteria
+from grasp_tf.criteria import Criterion, Option
+
+
+def negative_power(model, weights, data, *, seed=None, power=1.0):
+    return {w.key: -np.abs(np.asarray(w.variable)) ** power for w in weights}
+
+
+criteria.register(Criterion("neg_power", negative_power, remove_largest=True, needs_data=False, option_specs=(
+    Option("power", float, 1.0, "Exponent of |w|.", minimum=0, exclusive_minimum=True),)))
+from train import run  # noqa: E402  (after the registration: its flags come from the registry)
+from train.errors import run_app  # noqa: E402
+
+run_app(run.main)
+"""
+
+
+def test_a_method_registered_in_the_process_gets_its_flags_and_runs(tmp_path):
+    """No edit in train/: the registry's new method and its declared option are train.run flags."""
+    def plugin(*args):
+        return subprocess.run([sys.executable, "-c", PLUGIN, *args], cwd=ROOT, env=ENV, capture_output=True,
+                              text=True, timeout=300)
+
+    out = tmp_path / "run"
+    bad = plugin("--method=neg_power", "--power=-1", "--model=conv4", f"--output_dir={out}")
+    assert_one_line_error(bad, "--power=-1.0 is invalid for --method=neg_power: must be a number > 0")
+    assert not out.exists()
+    args = ["--method=neg_power", "--power=2", "--sparsity=0.5", "--model=conv4", "--train_limit=64",
+            "--test_limit=64", "--batch_size=32", "--epochs=1", "--steps_per_epoch=1", f"--output_dir={out}"]
+    r = plugin(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert (config["method"], config["power"], config["temperature"]) == ("neg_power", 2.0, None)
+    with np.load(out / "masks.npz") as z:  # the largest -|w|^2 removed: the smallest |w| go, half of each
+        kept = sum(int(z[k].sum()) for k in z.files)
+        assert kept == sum(z[k].size for k in z.files) - sum(z[k].size for k in z.files) // 2
+    again = plugin(*args)  # the same command: the finished run is recognised, nothing redone
+    assert again.returncode == 0 and "already holds this finished run" in again.stdout, again.stderr[-2000:]

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import grasp_tf
 from grasp_tf import criteria, hessian, masking
-from grasp_tf.criteria.base import Criterion, dense_kernels, glorot_normal, redrawn
+from grasp_tf.criteria.base import Criterion, Option, dense_kernels, glorot_normal, redrawn
 
 CLASSES = 5
 
@@ -86,12 +86,22 @@ def test_a_registered_method_prunes_through_the_public_api_and_its_scores_are_ch
     def broken(model, weights, data, *, seed=None):
         return {w.key: np.full(w.variable.shape, np.nan) for w in weights}
 
+    power = Option("power", float, 1.0, "Exponent of |θ|.", minimum=0, exclusive_minimum=True)
     model = net()
     try:
-        criteria.register(Criterion("neg_mag", negative_magnitude, remove_largest=True, needs_data=False))
+        criteria.register(Criterion("neg_mag", negative_magnitude, remove_largest=True, needs_data=False,
+                                    option_specs=(power,)))
         criteria.register(Criterion("broken", broken, needs_data=False))
         with pytest.raises(ValueError, match="already registered"):
-            criteria.register(Criterion("neg_mag", negative_magnitude))
+            criteria.register(Criterion("neg_mag", negative_magnitude, option_specs=(power,)))
+        # The declaration is the source: help lists it, and a bad value is one error naming it.
+        assert "``neg_mag``" in grasp_tf.compute_masks.__doc__
+        assert "``power=1.0`` (a number > 0): Exponent of |θ|." in grasp_tf.compute_scores.__doc__
+        with pytest.raises(ValueError, match=r"^Option power=-2.0 of method 'neg_mag' is invalid: must be a "
+                                             r"number > 0\.$"):
+            grasp_tf.compute_masks(model, None, 0.5, method="neg_mag", power=-2.0)
+        with pytest.raises(ValueError, match=r"Option power='2' of method 'neg_mag' is invalid"):
+            grasp_tf.compute_scores(model, None, "neg_mag", power="2")
         masks = grasp_tf.compute_masks(model, None, 0.5, method="neg_mag", power=2.0)
         # Removing the largest -|θ|² removes the smallest |θ|: the magnitude mask.
         expected = grasp_tf.compute_masks(model, None, 0.5, method="magnitude")
@@ -103,6 +113,65 @@ def test_a_registered_method_prunes_through_the_public_api_and_its_scores_are_ch
     finally:
         criteria._REGISTRY.pop("neg_mag", None)
         criteria._REGISTRY.pop("broken", None)
+
+
+def _scores(model, weights, data, *, seed=None, alpha=1.0):
+    return {w.key: np.ones(w.variable.shape) for w in weights}
+
+
+def _masks(model, data, sparsity, *, scope="global", count_rule="exact", seed=None, prunable=None, rounds=3):
+    return {}
+
+
+ALPHA = Option("alpha", float, 1.0, "How much.")
+
+
+@pytest.mark.parametrize("specs, kwargs, message", [
+    ((), {}, r"score_fn takes the keyword 'alpha', which option_specs does not declare"),
+    ((Option("alpha", float, 2.0, "How much."),), {}, r"score_fn gives 'alpha' the default 1.0, but its "
+                                                      r"declaration says 2.0"),
+    ((ALPHA, Option("beta", int, 1, "Unused.")), {}, r"declares option\(s\) \['beta'\], but neither score_fn nor "
+                                                      r"iterative_masks takes them"),
+    ((ALPHA, ALPHA), {}, r"declares option\(s\) \['alpha'\] more than once"),
+    ((ALPHA,), {"iterative_masks": _masks}, r"iterative_masks takes the keyword 'rounds', which option_specs"),
+])
+def test_register_refuses_declarations_that_disagree_with_the_functions(specs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        criteria.register(Criterion("mismatch", _scores, needs_data=False, option_specs=specs, **kwargs))
+    assert "mismatch" not in criteria.names()
+
+
+def test_option_declarations_check_themselves_and_reserved_names():
+    with pytest.raises(ValueError, match=r"Option 'alpha': its default -1 is not a number >= 0"):
+        Option("alpha", float, -1, "How much.", minimum=0)
+    with pytest.raises(TypeError, match="type must be int, float, bool or str"):
+        Option("alpha", list, [], "How much.")
+    with pytest.raises(ValueError, match="help must be one non-empty line"):
+        Option("alpha", float, 1.0, "")
+
+    def seeded(model, weights, data, *, seed=None, scope=1):
+        return {}
+
+    with pytest.raises(ValueError, match=r"declares option\(s\) \['scope'\], a keyword every method takes"):
+        criteria.register(Criterion("mismatch", seeded, option_specs=(Option("scope", int, 1, "No."),)))
+    # Every built-in method's declarations agree with its functions, and options come from them.
+    for name in criteria.BUILT_IN:
+        criteria.get(name).check_declarations()
+    assert criteria.get("synflow").options == () and criteria.get("synflow").mask_options == ("rounds", "schedule")
+    assert criteria.get("snip").option("temperature").default == 1.0
+
+
+def test_docs_options_table_is_generated_from_the_declarations():
+    """docs/criteria.md's options table is what the built-in methods declare (python -m grasp_tf.criteria)."""
+    import os
+    from grasp_tf.criteria import describe
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "criteria.md")
+    text = open(path, encoding="utf-8").read()
+    table = describe.markdown_table([criteria.get(n) for n in criteria.BUILT_IN])
+    assert describe.replace_table(text, table) == text, "stale: run python -m grasp_tf.criteria docs/criteria.md"
+    for name in criteria.BUILT_IN:
+        assert all(f"`{o.name}`" in table for o in criteria.get(name).option_specs), name
 
 
 # --------------------------------------------------------------------------- GraSP
@@ -254,8 +323,11 @@ def test_synflow_prunes_iteratively_to_the_exact_count():
     layerwise = grasp_tf.compute_masks(model, None, 0.5, method="synflow", scope="layerwise",
                                        schedule="linear", rounds=10)
     assert all(int((~m).sum()) == int(np.floor(m.size * 0.5)) for m in layerwise.values())
-    with pytest.raises(ValueError, match="Unknown schedule 'cosine'"):
+    with pytest.raises(ValueError, match="Option schedule='cosine' of method 'synflow' is invalid: must be one of "
+                                         "'exponential', 'linear'"):
         grasp_tf.compute_masks(model, None, 0.5, method="synflow", schedule="cosine")
+    with pytest.raises(ValueError, match="Option rounds=0 of method 'synflow' is invalid: must be an integer >= 1"):
+        grasp_tf.compute_masks(model, None, 0.5, method="synflow", rounds=0)
     with pytest.raises(ValueError, match=r"Unknown option\(s\) \['temperature'\] for method 'synflow'"):
         grasp_tf.compute_masks(model, None, 0.5, method="synflow", temperature=2.0)
 
@@ -372,7 +444,12 @@ def only_bn():
     (net, None, {}, "needs data"),
     (lambda: net(classes=1), "sample", {}, "at least 2"),
     (net, "sample", {"temperature": 0.5, "samples": 3}, r"Unknown option\(s\) \['samples'\]"),
-    (net, "sample", {"temperature": 0}, "temperature must be a positive number"),
+    (net, "sample", {"temperature": 0}, r"Option temperature=0 of method 'grasp' is invalid: must be a number > 0"),
+    (net, "sample", {"num_chunks": 1.5}, r"Option num_chunks=1.5 of method 'grasp' is invalid: must be an integer"),
+    (net, "sample", {"reinit_dense": 1}, r"Option reinit_dense=1 of method 'grasp' is invalid: must be True or"),
+    (net, "sample", {"chunk_size": 0}, r"Option chunk_size=0 of method 'grasp' is invalid: must be an integer >= 1 "
+                                       r"or None"),
+    (net, "sample", {"method": "snip", "temperature": -1.0}, r"Option temperature=-1.0 of method 'snip'"),
     (net, "sample", {"num_chunks": 30}, "cannot be split into num_chunks=30"),
 ])
 def test_bad_input_raises_one_clear_error_and_leaves_the_model_untouched(make_model, data, kwargs, message):

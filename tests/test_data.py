@@ -210,7 +210,7 @@ def test_cifar_through_tfds(tmp_path, name, classes, reference_stats):
         d = data.load(name, data_dir=str(tmp_path), batch_size=8, validation_split=0.25)
         ref_x, ref_y = next(iter(tfds.load(name, split="test", as_supervised=True).batch(24)))
     assert d.source.startswith("tfds:") and (d.num_classes, d.input_shape) == (classes, (32, 32, 3))
-    assert (d.mean, d.std) == reference_stats  # reference item 18
+    assert (d.mean, d.std) == reference_stats  # the authors' per-channel statistics
     assert (d.train_size, d.validation_size, d.test_size) == (18, 6, 24)
     x, y = next(iter(d.train))
     assert x.shape == (8, 32, 32, 3) and y.dtype == tf.int64
@@ -291,7 +291,8 @@ def test_missing_data_says_where_it_looked_and_how_to_get_it(tmp_path):
     cases = [
         ("fashion_mnist", {}, [str(tmp_path / "nothing"), "dataset-fashion-mnist", "--data_dir"]),
         ("tiny_imagenet", {}, [str(tmp_path / "nothing" / "tiny-imagenet-200"), "tiny-imagenet-200.zip"]),
-        ("cifar10", {}, [str(tmp_path / "nothing"), "tfds build cifar10"]),
+        ("cifar10", {}, [str(tmp_path / "nothing"), "tfds build cifar10", "--data_dir=DIR",
+                         "train.data.load('cifar10', data_dir=DIR, download=True)"]),  # no flag offers download
         ("imagenet2012", {}, [str(tmp_path / "nothing" / "downloads" / "manual"), "ILSVRC2012_img_val.tar"]),
         ("imagenet2012", {"manual_dir": str(tmp_path / "archives")}, [str(tmp_path / "archives")]),
     ]

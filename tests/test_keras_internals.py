@@ -37,8 +37,11 @@ def test_layer_walk_and_own_variables_on_both_kerases():
     assert ki.own_variables(model.get_layer("inner")) == []  # sub-layers' variables are not its own
     bn = model.get_layer("bn")
     assert [v.name for v in ki.own_variables(bn)] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert [l.name for l in ki.child_layers(model.get_layer("inner"))][-1:] == ["inner_dense"]  # one level only
+    assert "inner_dense" not in [l.name for l in ki.child_layers(model)]
     legacy = tf_keras_model()
     assert "conv" in [l.name for l in ki.flatten_layers(legacy)]
+    assert "conv" in [l.name for l in ki.child_layers(legacy)]
     assert len(ki.own_variables(legacy.get_layer("bn"))) == 4
 
 
@@ -60,6 +63,17 @@ def test_dtype_policies_can_be_read_and_swapped_and_restored():
     legacy = tf_keras_model().get_layer("out")
     ki.set_dtype_policy(legacy, "float16")
     assert ki.dtype_policy(legacy).compute_dtype == "float16"
+
+
+def test_autocast_scope_runs_float32_variables_in_float64():
+    layer = keras.layers.Dense(1, use_bias=False)  # float32 variables, computing in float64:
+    layer.build((None, 1))
+    ki.set_dtype_policy(layer, keras.dtype_policies.get("float64"))
+    x = tf.constant([[1.0 + 2.0 ** -40]], tf.float64)
+    with keras.StatelessScope(state_mapping=[(layer.kernel, tf.ones((1, 1)))]), ki.autocast_scope("float64"):
+        assert layer.kernel.value.dtype == tf.float64
+        y = layer(x)
+    assert y.dtype == tf.float64 and float(y[0, 0]) == 1.0 + 2.0 ** -40  # not rounded to float32
 
 
 def test_moments_hooks_are_where_keras_batch_norm_reads_them():

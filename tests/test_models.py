@@ -14,7 +14,7 @@ IMAGENET = ("resnet50", "vgg16_imagenet")
 
 
 def prunable_count(model):
-    """Conv and Dense kernels (reference item 11), counted without grasp_tf."""
+    """Conv and Dense kernels (all are scored, as in the authors' code), counted without grasp_tf."""
     return sum(int(np.prod(l.kernel.shape)) for l in model.layers if isinstance(l, CONV_DENSE))
 
 

@@ -23,3 +23,5 @@ def test_readme_python_example_runs(tmp_path):
     assert "shuffle=True" not in r.stderr and "UserWarning" not in r.stderr, r.stderr[-3000:]
     printed = [float(line) for line in r.stdout.splitlines() if re.fullmatch(r"0\.\d+", line.strip())]
     assert printed and abs(printed[0] - 0.98) < 1e-4, r.stdout[-2000:]
+    said = re.search(r"sparsity_report\(pruned\).*# (0\.\d+)…", example).group(1)  # what the comment says it prints
+    assert repr(printed[0]).startswith(said), (said, printed[0])

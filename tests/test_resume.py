@@ -98,7 +98,8 @@ def test_a_corrupt_newest_checkpoint_falls_back_in_one_line(tmp_path, uninterrup
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a disk that lost data
     again = run(out)
     assert again.returncode == 0, again.stderr[-3000:]
-    warnings = [line for line in again.stdout.splitlines() if line.startswith("warning:")]
+    assert "warning:" not in again.stdout  # warnings go to stderr
+    warnings = [line for line in again.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "checkpoint of epoch 2" in warnings[0] and "falling back" in warnings[0]
     assert "resuming: epoch 1 of 3" in again.stdout
     assert_same(outcome(out), uninterrupted)

@@ -48,6 +48,11 @@ def test_end_to_end_fashion_mnist(tmp_path):
     assert res["epochs_completed"] == 2 and res["config"]["method"] == "grasp"
     glob = res["sparsity"]["global"]
     assert glob["total"] - glob["kept"] == int(np.floor(glob["total"] * 0.9))
+    conv1 = res["sparsity"]["weights"]["conv1/kernel"]  # connectivity (grasp_tf.connectivity): 28x28 outputs
+    assert conv1["macs"] == 28 * 28 * conv1["total"] and conv1["kept_macs"] == 28 * 28 * conv1["kept"]
+    assert glob["connectivity_note"] is None and 0 < glob["flop_density"] < 1 and glob["macs"] > 0
+    assert glob["sparsity"] <= glob["effective_sparsity"] < 1 and glob["effective_kept"] <= glob["kept"]
+    assert 0 <= glob["dead_channels"] <= glob["effectively_dead_channels"] <= glob["channels"] == 32 + 32 + 64 + 64 + 10
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].split(",")[0] == "epoch" and len(rows) == 3
     assert {"test_accuracy", "test_loss", "lr", "loss", "accuracy"} <= set(rows[0].split(","))
@@ -57,6 +62,9 @@ def test_end_to_end_fashion_mnist(tmp_path):
     exported = json.loads((out / "export" / "sparsity.json").read_text())
     assert res["export"]["parameters"]["sparse"] < res["export"]["parameters"]["dense"]
     assert exported["parameters"] == res["export"]["parameters"]
+    # only what identical runs reproduce: the gzipped size depends on the files' times
+    assert res["export"] == {"parameters": exported["parameters"], "raw_bytes": exported["size"]["raw_bytes"],
+                             "files": exported["size"]["files"]}
     mask = os.umask(0o022)
     os.umask(mask)
     for path in [out / name for name in ("config.json", "masks.npz", "metrics.csv", "results.json", "model.keras",

@@ -185,3 +185,14 @@ def test_auto_progress_starts_once_a_task_has_run_a_while(capsys, monkeypatch):
         "task: 1/3 steps", "task: 2/3 steps", "task: 3/3 steps"]
     progress.Progress("single", 1, "steps").step()  # one step: nothing to report
     assert capsys.readouterr().out == ""
+
+
+def test_progress_names_each_step_at_interval_zero_and_formats_durations_one_way(capsys):
+    task = progress.Progress("layers", 2, "methods", verbose=True, interval=0)  # as train.analyze uses it
+    task.step(what="grasp scored")
+    task.step(what="snip scored")
+    first, last = capsys.readouterr().out.splitlines()
+    assert first.startswith("layers: 1/2 methods, ") and ", ETA " in first and first.endswith(" (grasp scored)")
+    assert last.startswith("layers: 2/2 methods, ") and last.endswith(", done (snip scored)")
+    assert [progress.duration(s) for s in (42.04, 156.0, 5400.0)] == ["42.0 s", "2.6 min", "1.5 h"]
+    assert progress.duration(40.4, digits=0) == "40 s"

@@ -16,13 +16,13 @@ SCRIPT = textwrap.dedent(r"""
     import tf_keras
     import grasp_tf
     from grasp_tf.prunable import prunable_weights
-    from grasp_tf.keys import weights_by_key
+    from grasp_tf import keys
     assert "tensorflow_model_optimization" not in sys.modules, "import grasp_tf must not import tfmot"
 
     def check_zeros(model, masks):
-        table = weights_by_key(model)
+        table = keys.index(model)
         for key, mask in masks.items():
-            value = table[key][0][1].numpy()
+            value = table.by_key[key].variable.numpy()
             assert np.count_nonzero(value[~mask]) == 0, key
 
     tf_keras.utils.set_random_seed(0)
@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(r"""
 
     x = rng.random((32, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 3, 32)
-    start = weights_by_key(pruned)["dense/kernel"][0][1].numpy()
+    start = keys.index(pruned).by_key["dense/kernel"].variable.numpy()
     pruned.compile(optimizer=tf_keras.optimizers.SGD(0.1, momentum=0.9),
                    loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent(r"""
     got = grasp_tf.get_masks(pruned)
     assert set(got) == set(masks) and all(np.array_equal(got[k], masks[k]) for k in masks), "masks re-pruned"
     check_zeros(pruned, masks)
-    assert not np.array_equal(weights_by_key(pruned)["dense/kernel"][0][1].numpy(), start), "did not train"
+    assert not np.array_equal(keys.index(pruned).by_key["dense/kernel"].variable.numpy(), start), "did not train"
     report = grasp_tf.sparsity_report(pruned)["global"]
     assert report["kept"] == sum(int(m.sum()) for m in masks.values()), report
 

@@ -18,15 +18,16 @@ then overwrites the current one in place, and writes its epoch record non-atomic
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import re
 from typing import Any, Callable
 
 import keras
+import numpy as np
 
 from train import artifacts
+from train.errors import UsageError
 
 KEEP = 2
 _RECORD = re.compile(r"epoch-(\d+)\.json$")
@@ -36,12 +37,24 @@ def _name(epoch: int) -> str:
     return f"epoch-{epoch:04d}"
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def weights_bytes(model: keras.Model) -> int:
+    """A generous bound on the size of ``model``'s weights file (with its optimizer state), for ``artifacts.reserve``."""
+    variables = list(model.weights) + (list(model.optimizer.variables) if model.optimizer is not None else [])
+    raw = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables)
+    return int(raw * 1.05) + 4096 * len(variables) + (1 << 20)
+
+
+def check_masks(model: keras.Model, masks: dict[str, np.ndarray], epoch: int, masks_path: str) -> None:
+    """``UsageError`` unless the restored checkpoint of ``epoch`` holds exactly the masks of ``masks_path``."""
+    import grasp_tf
+
+    held = grasp_tf.get_masks(model)
+    differ = sorted(k for k in set(held) | set(masks)
+                    if k not in held or k not in masks or not np.array_equal(held[k], np.asarray(masks[k], bool)))
+    if differ:
+        raise UsageError(f"{masks_path} disagrees with the checkpoint of epoch {epoch} (masks of {differ[0]}"
+                         f"{f' and {len(differ) - 1} more' if len(differ) > 1 else ''}): the run directory was "
+                         "modified; restore its masks.npz or start again with --overwrite")
 
 
 class Checkpoints:
@@ -60,12 +73,20 @@ class Checkpoints:
         os.makedirs(self.directory, exist_ok=True)
         weights = os.path.join(self.directory, _name(epoch) + ".weights.h5")
         tmp = os.path.join(self.directory, ".tmp-" + _name(epoch) + ".weights.h5")
-        model.save_weights(tmp, overwrite=True)
-        artifacts.crash_point("backup_write", epoch)  # the weights are written, not yet renamed
-        artifacts.commit_file(tmp, weights)
+        newest = self.epochs()[:1]
+        previous = os.path.join(self.directory, _name(newest[0]) + ".weights.h5") if newest else ""
+        artifacts.reserve(weights, max(weights_bytes(model), os.path.getsize(previous) if os.path.exists(previous) else 0))
+        try:
+            model.save_weights(tmp, overwrite=True)
+            artifacts.crash_point("backup_write", epoch)  # the weights are written, not yet renamed
+            artifacts.commit_file(tmp, weights)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
         artifacts.crash_point("backup_record", epoch)  # renamed, but no record vouches for them yet
         record = {"epoch": epoch, "weights": os.path.basename(weights), "bytes": os.path.getsize(weights),
-                  "sha256": _sha256(weights), "rows": rows}
+                  "sha256": artifacts.sha256(weights), "rows": rows}
         artifacts.write_json(os.path.join(self.directory, _name(epoch) + ".json"), record)
         self._prune(keep=self.epochs()[:KEEP])
 
@@ -105,7 +126,7 @@ class Checkpoints:
         if os.path.getsize(weights) != record["bytes"]:
             return (f"{record['weights']} has {os.path.getsize(weights):,} bytes, the record says "
                     f"{record['bytes']:,}"), record
-        if _sha256(weights) != record["sha256"]:
+        if artifacts.sha256(weights) != record["sha256"]:
             return f"{record['weights']} does not match its SHA-256", record
         return None, record
 

@@ -11,6 +11,10 @@ class UsageError(Exception):
     """A bad flag value, bad data or an unusable environment, said in one line."""
 
 
+class EnvironmentFault(Exception):
+    """The machine failed the run, not its input (a full or read-only disk): one line, exit code 1."""
+
+
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit 2."""
     print(f"error: {message}", file=sys.stderr)
@@ -18,8 +22,17 @@ def fail(message: str) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl's ``flags_parser``: an unknown flag or a value out of range is one line, exit 2."""
+    """absl's ``flags_parser``: an unknown flag, a value out of range or a bad flagfile is one line, exit 2.
+
+    Flagfiles are expanded by ``train.flagfiles`` (includes found beside the including file,
+    built-in configs by name); ``--help`` prints our flags by section and exits 0 (``train.usage``).
+    """
+    from train import flagfiles, usage
+
     try:
+        argv = flagfiles.expand(argv)
+        if usage.wants_help(argv):
+            usage.print_help_and_exit()
         return flags.FLAGS(argv)
     except flags.Error as e:
         fail(str(e))
@@ -27,9 +40,13 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run_cli(main: Callable[[list[str]], object], argv: list[str],
             expected: Sequence[type[BaseException]] = ()) -> None:
-    """Run an absl ``main``; ``UsageError`` and the ``expected`` errors exit 2 with one line."""
+    """Run an absl ``main``; ``UsageError`` and the ``expected`` errors exit 2 with one line,
+    ``EnvironmentFault`` exits 1 with one line."""
     try:
         main(argv)
+    except EnvironmentFault as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     except (UsageError, *expected) as e:
         fail(str(e))
     sys.exit(0)

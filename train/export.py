@@ -23,9 +23,14 @@ def export_run(run_dir: str, output: str | None = None, storage: str = "sparse",
 
     import grasp_tf  # registers FixedMaskWrapper for loading
 
+    from train import artifacts
+
     path = os.path.join(run_dir, "model.keras")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir} holds no model.keras: finish the run with python -m train.run first.")
+    problem = artifacts.verify_run(run_dir)  # model.keras, masks.npz and results.json against checksums.json
+    if problem:
+        raise ValueError(f"{problem}; not exporting a modified run (rerun it with --overwrite)")
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras reports a truncated zip as "File not found", among others

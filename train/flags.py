@@ -1,11 +1,19 @@
 """Every option of `python -m train.run`, as absl flags with their valid ranges (files of them live in configs/).
 
 Ranges are checked when the command line is parsed, before anything is created: a bad value
-is one line naming the flag and the value (``train.errors.parse_flags``), exit code 2.
+is one line naming the flag and the value (``train.errors.parse_flags``), exit code 2. Each
+registered method's own options (``grasp_tf.criteria``'s declarations) become flags too, one
+per option name (``train.method_flags``); ``method_values`` checks them against the chosen
+``--method`` (a flag it does not take, set on the command line or in a flagfile, or a value
+its declaration refuses, is one line, exit 2). Adding a method needs no edit here.
 """
 from __future__ import annotations
 
+import sys
+
 from absl import flags
+
+from train.usage import section
 
 MAX_SEED = 2**31 - 1
 
@@ -22,7 +30,7 @@ def _fractions(values: list[str]) -> bool:
         return False
 
 
-# Data
+section("data")  # --help groups (train.usage), as docs/training.md groups them
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name (see train/data/).")
 flags.DEFINE_string("data_dir", None, "Where the dataset lives (default: the dataset's usual place).")
 flags.DEFINE_float("validation_split", 0.0, "Fraction of the training set held out for validation, in [0, 1).",
@@ -33,13 +41,14 @@ flags.DEFINE_integer("train_limit", 0, "Use only N training examples, a fixed ra
 flags.DEFINE_integer("test_limit", 0, "Evaluate on the first N test examples only (0 = all).", lower_bound=0)
 flags.DEFINE_boolean("augment", True, "Reference augmentation (random crop + flip) on training data.")
 
-# Model
+section("model")
 flags.DEFINE_string("model", "resnet20", "Model name (see models/).")
 flags.DEFINE_integer("width", 0, "Width multiplier for ResNets (0 = the model's default).", lower_bound=0)
 flags.DEFINE_enum("init", "kaiming", ["kaiming", "normal", "xavier"], "Weight initialisation.")
 
-# Pruning at initialization
-flags.DEFINE_string("method", "grasp", "Pruning method (grasp, snip, random, magnitude, synflow, grasp_abs) or none.")
+section("pruning")
+flags.DEFINE_string("method", "grasp", "Pruning method: one of grasp_tf.criteria.names() or none. Each method's "
+                    "own options are flags too; their help says which method takes each.")
 flags.DEFINE_float("sparsity", 0.9, "Fraction of prunable weights removed, in [0, 1).", lower_bound=0.0)
 _check("sparsity", lambda v: v < 1.0, "must be in [0, 1)")
 flags.DEFINE_enum("scope", "global", ["global", "layerwise"], "One global threshold, or the same fraction per layer.")
@@ -51,11 +60,6 @@ flags.DEFINE_integer("scoring_batches", 1, "With samples_per_class=0: batches of
                      lower_bound=1)
 flags.DEFINE_integer("scoring_batch_size", 250, "With samples_per_class=0: size of each scoring batch.",
                      lower_bound=1)
-flags.DEFINE_float("temperature", 200.0, "GraSP softmax temperature T (> 0).")
-_check("temperature", lambda v: v > 0, "must be positive")
-flags.DEFINE_integer("chunk_size", 0, "Bound scoring memory: at most this many samples per pass (0 = off).",
-                     lower_bound=0)
-flags.DEFINE_boolean("reinit_dense", True, "GraSP: score with Dense kernels redrawn (reference quirk).")
 flags.DEFINE_boolean("shuffle_masks", False, "Permute each mask within its layer (layerwise-shuffle ablation; "
                                              "random positions at the method's per-layer densities).")
 flags.DEFINE_boolean("invert_masks", False, "Invert ablation: remove the weights the method would keep "
@@ -63,7 +67,8 @@ flags.DEFINE_boolean("invert_masks", False, "Invert ablation: remove the weights
 flags.DEFINE_boolean("reinit_weights", False, "Reinitialize ablation: keep the masks, train from a fresh "
                                               "initialization (seed + 1) instead of the scored weights.")
 
-# Training recipe (reference item 18)
+
+section("recipe")  # the training recipe of the authors' code (github.com/alecwangcq/GraSP)
 flags.DEFINE_integer("epochs", 160, "Training epochs.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 128, "Global training batch size.", lower_bound=1)
 flags.DEFINE_float("lr", 0.1, "Initial learning rate (> 0).")
@@ -79,7 +84,7 @@ flags.DEFINE_float("weight_decay", 5e-4, "Coupled (PyTorch-style) weight decay o
                    lower_bound=0.0)
 flags.DEFINE_integer("seed", 0, "Seed for init, data order and pruning.", lower_bound=0, upper_bound=MAX_SEED - 1)
 
-# Execution
+section("execution")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy; multi_worker reads TF_CONFIG.")
 flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into N logical devices (to run mirrored on a CPU).",
@@ -90,3 +95,12 @@ flags.DEFINE_boolean("overwrite", False, "Start afresh even if output_dir holds 
 flags.DEFINE_boolean("export", False, "Export a sparse SavedModel to <output_dir>/export at the end.")
 flags.DEFINE_integer("steps_per_epoch", 0, "Cap on steps per epoch, the first N batches of each epoch "
                                            "(0 = the whole training set).", lower_bound=0)
+
+
+# Each method's own options (--temperature, --chunk_size, --rounds, ...): train/method_flags.py.
+from train.method_flags import (FLAG_OF, METHOD_FLAGS, define_method_flags, library_options,  # noqa: E402,F401
+                                method_values, names_a_method_flag)
+
+section("method options (each for the --method values in brackets)")
+if names_a_method_flag(sys.argv):  # else at first use: see define_method_flags
+    define_method_flags()

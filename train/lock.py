@@ -14,6 +14,8 @@ import socket
 import time
 from typing import Callable
 
+from train import rundir
+from train.artifacts import write_error
 from train.errors import UsageError
 
 LOCK_FILE = ".lock"
@@ -27,18 +29,29 @@ class RunLock:
         self.path = os.path.join(directory, LOCK_FILE)
         self.flag = flag
         self._fd: int | None = None
+        self.created_dirs: list[str] = []  # what acquire() had to create: a failed fresh run removes them
 
     def acquire(self, say: Callable[[str], None] = print) -> None:
-        """Take the lock; ``UsageError`` naming the holder if another live process has it."""
+        """Take the lock; ``UsageError`` naming the holder if another live process has it.
+
+        On any failure nothing of this call stays: no lock file, no directory it created.
+        """
         try:
-            os.makedirs(self.directory, exist_ok=True)
+            self.created_dirs = rundir.make_dirs(self.directory)
         except OSError as e:
-            raise UsageError(f"cannot write to {self.flag}={self.directory}: {e.strerror}") from None
+            raise write_error(e, f"{self.flag}={self.directory}") from None
+        try:
+            self._take(say)
+        except BaseException:
+            rundir.remove_dirs(self.created_dirs)
+            raise
+
+    def _take(self, say: Callable[[str], None]) -> None:
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as e:
-                raise UsageError(f"cannot write to {self.flag}={self.directory}: {e.strerror}") from None
+                raise write_error(e, f"{self.flag}={self.directory}") from None
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -53,13 +66,17 @@ class RunLock:
                 pass
             os.close(fd)
         previous = _read(fd)
+        self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
+            os.fsync(fd)
+        except OSError as e:  # a full disk: the lock file cannot name us
+            self.release()
+            raise write_error(e, f"{self.flag}={self.directory}") from None
         if previous:
             say(f"took over the lock of {_describe(previous)}, which is no longer running")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode(), 0)
-        os.fsync(fd)
-        self._fd = fd
 
     def release(self) -> None:
         """Remove the lock file and let go (also happens, minus the removal, when the process dies)."""
@@ -67,7 +84,7 @@ class RunLock:
             return
         try:
             os.remove(self.path)
-        except FileNotFoundError:
+        except OSError:  # gone, or the directory turned read-only: closing drops the lock all the same
             pass
         os.close(self._fd)
         self._fd = None

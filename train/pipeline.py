@@ -13,7 +13,7 @@ import keras
 import grasp_tf
 import models
 from train import _keras_internals, artifacts, data
-from train.checkpoint import Checkpoints, EpochCheckpoint
+from train.checkpoint import Checkpoints, EpochCheckpoint, check_masks, weights_bytes
 from train.errors import UsageError
 from train.optim import CoupledSGD, boundary_epochs, step_schedule
 
@@ -61,13 +61,13 @@ def scoring_data(cfg: dict, ds: data.Data) -> tuple[Any, dict]:
 
 
 def method_options(cfg: dict) -> dict:
-    """Library keyword options this run's method understands."""
+    """``compute_masks``'s keywords for this run: the common ones and every option the method takes,
+    as ``cfg`` holds them (``train.flags.method_values``: given or the method's default)."""
     opts: dict[str, Any] = {"seed": cfg["seed"], "scope": cfg["scope"], "shuffle": cfg["shuffle_masks"],
                             "invert": cfg["invert_masks"]}
-    if cfg["method"] in ("grasp", "grasp_abs"):
-        opts.update(temperature=cfg["temperature"], reinit_dense=cfg["reinit_dense"])
-    if cfg["chunk_size"]:
-        opts["chunk_size"] = cfg["chunk_size"]
+    from train import flags  # train.run's flags (defined on import): only a run needs them
+
+    opts.update(flags.library_options(cfg))
     return opts
 
 
@@ -161,7 +161,9 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"], jit_compile=jit)
         checkpoints = Checkpoints(os.path.join(out, "backup"))
-        first_epoch, rows = checkpoints.restore(model, warn=log)
+        first_epoch, rows = checkpoints.restore(model, warn=lambda msg: print(msg, file=sys.stderr, flush=True))
+        if first_epoch and masks is not None:  # the checkpoint holds the masks too: they must be masks.npz's
+            check_masks(model, masks, first_epoch, os.path.join(out, "masks.npz"))
     metrics_csv = os.path.join(out, "metrics.csv")
     artifacts.write_metrics(metrics_csv, rows)  # derived from the checkpoint: a row it lacks is redone
     if first_epoch:
@@ -193,10 +195,12 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
         "machine": artifacts.machine(),
     }
     if chief:
-        artifacts.save_model(model, os.path.join(out, "model.keras"))
+        artifacts.save_model(model, os.path.join(out, "model.keras"), nbytes=weights_bytes(model))
         if cfg["export"]:  # overwrite: a run that crashed after exporting exports again on resume
             exported = grasp_tf.export_saved_model(model, os.path.join(out, "export"), overwrite=True)
-            results["export"] = {"size": exported["size"], "parameters": exported["parameters"]}
+            # What identical runs reproduce: the gzipped size (export/sparsity.json) depends on file times.
+            results["export"] = {"parameters": exported["parameters"], "raw_bytes": exported["size"]["raw_bytes"],
+                                 "files": exported["size"]["files"]}
             log(f"exported a sparse SavedModel to {os.path.join(out, 'export')}")
         artifacts.crash_point("before_results")
         artifacts.write_json(os.path.join(out, "results.json"), results)

@@ -1,31 +1,36 @@
 """`python -m train.run --flagfile=...`: prune at initialization, train, evaluate, save; resumable.
 
-Run from the repository root (flagfiles nest with paths relative to it). Rerunning the same
-command after a crash resumes from the last completed epoch with the same masks.
+Run from any directory; --flagfile takes a path or a built-in config name (quickstart,
+paper/<cell>; train/flagfiles.py). Rerunning the same command after a crash resumes from the
+last completed epoch with the same masks.
 """
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 from absl import flags, logging
 
 import train.quiet  # noqa: F401  (first: notes whether the user set TF's log level)
 
 import train.flags  # noqa: F401  (defines every flag)
-from train import artifacts
+from train import artifacts, rundir
 
 FLAGS = flags.FLAGS
 
 NOT_IN_IDENTITY = artifacts.EXECUTION_FLAGS  # where/how to run, not what is computed: a resume may change them
 
 
-from train.errors import UsageError, run_app  # noqa: E402
+from train.errors import EnvironmentFault, UsageError, run_app  # noqa: E402
 from train.lock import RunLock  # noqa: E402
 
 
 def config() -> dict:
-    """The run's identity: every flag defined in train/flags.py, by name."""
-    return {f.name: f.value for f in FLAGS.get_flags_for_module("train.flags")}
+    """The run's identity: every flag defined in train/flags.py, by name; a method option's flag holds
+    the value the method uses (its default when not given; None when it takes no such option)."""
+    cfg = {f.name: f.value for f in FLAGS.get_flags_for_module("train.flags")}
+    return {**cfg, **train.flags.method_values(cfg["method"])}
 
 
 def validate(cfg: dict) -> None:
@@ -52,30 +57,82 @@ def _same_run(old: dict, new: dict) -> list[str]:
     return sorted(k for k in keys if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k)))
 
 
-def prepare_output_dir(path: str, cfg: dict, overwrite: bool) -> bool:
-    """Make the (locked) run directory ready; True if it holds this run to resume."""
-    existing = artifacts.read_json(os.path.join(path, "config.json"))
+def prepare_output_dir(path: str, cfg: dict, overwrite: bool) -> tuple[set[str] | None, list[str]]:
+    """Make the (locked) run directory ready, or refuse touching nothing.
+
+    Returns (None if it holds this run to resume, else the run names present before this
+    process wrote any, which a failed fresh start must keep; the directories it created).
+    """
+    existing = _read(os.path.join(path, "config.json"))
     if existing is not None and not overwrite:
         diff = _same_run(existing, cfg)
         if diff:
             raise UsageError(f"{path} holds a different run (differs in {', '.join(diff)}); "
                              "use another --output_dir or --overwrite")
-        return True
+        for name in rundir.run_names(path):  # temporaries of a run of this directory that died: never renamed
+            if name.startswith(".tmp-") and os.path.isfile(os.path.join(path, name)):
+                try:
+                    os.remove(os.path.join(path, name))
+                except OSError:
+                    pass
+        return None, []
+    present = rundir.run_names(path)
+    if present and not overwrite:  # another tool's files, or a run of an older version: never ours to use
+        raise UsageError(f"{path} holds {', '.join(sorted(present))} but no config.json of a run; use another "
+                         "--output_dir, or --overwrite to delete them")
     try:
-        os.makedirs(path, exist_ok=True)  # the chief's lock made it; a worker's private directory is made here
+        created = rundir.make_dirs(path)  # the chief's lock made it; a worker's private directory is made here
         if overwrite:
-            artifacts.clear_run(path)
+            rundir.clear_run(path)
+        before = rundir.run_names(path)
         artifacts.write_json(os.path.join(path, "config.json"), cfg)
     except OSError as e:
-        raise UsageError(f"cannot write to --output_dir={path}: {e.strerror}") from None
-    return False
+        raise artifacts.write_error(e, f"--output_dir={path}") from None
+    return before, created
 
 
-def _remove_fresh(path: str, created: bool) -> None:
-    """Undo a fresh run that could not start: our files, and the directory if we made it."""
-    artifacts.clear_run(path)
-    if created and os.path.isdir(path) and not os.listdir(path):
-        os.rmdir(path)
+def _read(path: str):
+    try:
+        return artifacts.read_json(path)
+    except artifacts.CorruptFile as e:
+        raise UsageError(f"{e}; use another --output_dir or --overwrite") from None
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _one_line(e: BaseException, output_dir: str) -> BaseException:
+    """The exception a failure of the run becomes: one line, exit 2 for bad input, 1 for the machine's fault."""
+    if isinstance(e, (UsageError, EnvironmentFault, KeyboardInterrupt, Terminated, SystemExit)):
+        return e
+    if isinstance(e, artifacts.CorruptFile):
+        return UsageError(f"{e}; restore it, or start again with --overwrite")
+    if isinstance(e, OSError) and e.errno in artifacts.MID_RUN_ERRNOS:
+        return EnvironmentFault(f"{e.filename or output_dir}: {e.strerror or os.strerror(e.errno)} (the run "
+                                "stopped there; fix that, then rerun the same command to resume)")
+    return e
+
+
+def _checkpointed(output_dir: str) -> list[int]:
+    from train.checkpoint import Checkpoints  # imports Keras: not before the flags are checked
+
+    return Checkpoints(os.path.join(output_dir, "backup")).epochs()
+
+
+def _interrupted_at(output_dir: str, epochs: int) -> int:
+    """The epoch in progress: one past the newest checkpoint."""
+    return min(epochs, 1 + max(_checkpointed(output_dir), default=0))
+
+
+def _worth_resuming(output_dir: str, before: set[str]) -> bool:
+    """True once this fresh run saved something costly to redo (its masks or a checkpoint)."""
+    return ("masks.npz" not in before and os.path.exists(os.path.join(output_dir, "masks.npz"))) or bool(
+        _checkpointed(output_dir))
 
 
 def main(argv: list[str]) -> int:
@@ -84,6 +141,7 @@ def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.WARNING)  # tf.distribute logs every all-reduce at INFO
     cfg = config()
     validate(cfg)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     if cfg["cpu_devices"] > 1:
         import tensorflow as tf
 
@@ -94,14 +152,18 @@ def main(argv: list[str]) -> int:
     strategy = pipeline.make_strategy(cfg["strategy"])  # before any other TF op (multi-worker needs it)
     chief = pipeline.is_chief(strategy)
     output_dir = cfg["output_dir"] if chief else pipeline.worker_dir(cfg["output_dir"], strategy)
-    created = not os.path.exists(output_dir)
     lock = RunLock(output_dir)
     if chief:  # one writer per run directory; other workers write to their own subdirectories
         lock.acquire()
-    resuming = False
+    before: set[str] | None = None  # set once a fresh start has written: the names it must keep
+    created = list(lock.created_dirs)
     try:
-        resuming = prepare_output_dir(output_dir, cfg, cfg["overwrite"])
-        if resuming and os.path.exists(os.path.join(output_dir, "results.json")):
+        before, made = prepare_output_dir(output_dir, cfg, cfg["overwrite"])
+        created += made
+        if before is None and os.path.exists(os.path.join(output_dir, "results.json")):
+            problem = artifacts.verify_run(output_dir)
+            if problem:
+                raise UsageError(f"{output_dir} holds this finished run, but {problem}; use --overwrite to redo it")
             print(f"{output_dir} already holds this finished run (results.json); use --overwrite to redo it")
             return 0
         import keras
@@ -116,11 +178,21 @@ def main(argv: list[str]) -> int:
         except ValueError as e:
             raise UsageError(f"--dataset={cfg['dataset']}: {e}") from None
         results = pipeline.run(cfg, ds, strategy)
-    except UsageError:
-        if not resuming:  # a fresh run that could not start leaves nothing behind
-            lock.release()
-            _remove_fresh(output_dir, created)
-        raise
+    except BaseException as e:
+        fault = _one_line(e, output_dir)
+        interrupted = isinstance(fault, (KeyboardInterrupt, Terminated))
+        epoch = _interrupted_at(output_dir, cfg["epochs"]) if interrupted else 0
+        if before is not None and (isinstance(fault, UsageError) or not _worth_resuming(output_dir, before)):
+            lock.release()  # a fresh run that could not start leaves nothing behind, and removes only its own
+            rundir.clear_run(output_dir, keep=before)
+            rundir.remove_dirs(created)
+        lock.release()
+        if interrupted:
+            print(f"interrupted at epoch {epoch}; rerun the same command to resume", file=sys.stderr, flush=True)
+            sys.exit(130 if isinstance(fault, KeyboardInterrupt) else 143)
+        if fault is e:
+            raise
+        raise fault from None
     finally:
         lock.release()
     if chief:

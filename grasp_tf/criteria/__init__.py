@@ -7,37 +7,63 @@ score-then-threshold or, for iterative methods (SynFlow), by the method's own pr
 Built in: ``grasp`` (remove the largest ``-θ⊙Hg``), ``grasp_abs`` (remove the smallest
 ``|θ⊙Hg|``), ``snip`` (smallest ``|θ⊙g|``), ``random`` (smallest uniform draw),
 ``magnitude`` (smallest ``|θ|``) and ``synflow`` (smallest ``|θ⊙∂R/∂θ|``, iterative).
-Adding one is a function and a line::
+Adding one is a function, its options declared once (:class:`Option`), and a line::
 
     def my_scores(model, weights, sample, *, seed=None, alpha=1.0):
         return {w.key: ... for w in weights}
 
-    grasp_tf.criteria.register(Criterion("mine", my_scores, remove_largest=False))
+    grasp_tf.criteria.register(Criterion("mine", my_scores, remove_largest=False, option_specs=(
+        Option("alpha", float, 1.0, "How much of it.", minimum=0),)))
+
+From the declarations come the validation of every call, the method options section of
+``help(grasp_tf.compute_masks)`` (functions marked :func:`documented`), the options table of
+docs/criteria.md (``python -m grasp_tf.criteria docs/criteria.md``) and ``train.run``'s flags.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
 from grasp_tf import hessian, masking, progress, sampling, streaming
-from grasp_tf.criteria import grasp, magnitude, random, snip, synflow
-from grasp_tf.criteria.base import Criterion
+from grasp_tf.criteria import force, grasp, magnitude, prospr, random, snip, synflow
+from grasp_tf.criteria import describe
+from grasp_tf.criteria import ntk_sap, phew
+from grasp_tf.criteria.base import Criterion, Option
 from grasp_tf.prunable import Prunable, prunable_weights
 
-__all__ = ["Criterion", "register", "get", "names", "score", "masks"]
+__all__ = ["Criterion", "Option", "register", "get", "names", "score", "masks", "documented"]
 
 _REGISTRY: dict[str, Criterion] = {}
+_DOCUMENTED: list[tuple[Callable[..., Any], str]] = []  # (function, its docstring template)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def register(criterion: Criterion, *, overwrite: bool = False) -> Criterion:
-    """Make ``criterion`` available by its name (an existing name needs ``overwrite=True``)."""
+    """Make ``criterion`` available by its name (an existing name needs ``overwrite=True``).
+
+    Its declared options must agree with its functions' keyword-only parameters
+    (:meth:`Criterion.check_declarations`); a ValueError says what differs.
+    """
     if not isinstance(criterion, Criterion):
         raise TypeError(f"register() takes a Criterion, got {type(criterion).__name__}.")
     if criterion.name in _REGISTRY and not overwrite:
         raise ValueError(f"A method named {criterion.name!r} is already registered.")
+    criterion.check_declarations()
     _REGISTRY[criterion.name] = criterion
+    for fn, template in _DOCUMENTED:
+        fn.__doc__ = describe.fill_docstring(template, list(_REGISTRY.values()))
     return criterion
+
+
+def documented(fn: F) -> F:
+    """Decorator: ``fn``'s docstring line ``{method options}`` lists every registered method's options.
+
+    The list is written now and again whenever a method is registered.
+    """
+    _DOCUMENTED.append((fn, fn.__doc__ or ""))
+    fn.__doc__ = describe.fill_docstring(fn.__doc__ or "", list(_REGISTRY.values()))
+    return fn
 
 
 def names() -> tuple[str, ...]:
@@ -123,15 +149,21 @@ def masks(model: Any, data: Any, sparsities: Sequence[float], method: str, *, sc
         return [masking.masks_from_scores(scores, s, remove_largest=criterion.remove_largest != invert,
                                           scope=scope, count_rule=count_rule) for s in sparsities]
     if invert:
-        raise ValueError(f"invert=True needs a one-shot method; {method!r} prunes iteratively.")
+        raise ValueError(f"invert=True needs a one-shot method; {method!r} builds its masks by its own procedure.")
     criterion.check_options(method_opts, masks=True)
     criterion.check_sampling(samples_per_class, num_draws)
     streaming.check_storage(sample_storage)
     progress.check_verbose(verbose)
+    sample_args = (dict(samples_per_class=samples_per_class, num_draws=num_draws, sample_storage=sample_storage,
+                        verbose=verbose) if criterion.needs_data else {})  # it draws its own sample
     return [criterion.iterative_masks(model, data, s, scope=scope, count_rule=count_rule, seed=seed,
-                                      prunable=prunable, **method_opts) for s in sparsities]
+                                      prunable=prunable, **sample_args, **method_opts) for s in sparsities]
 
 for _criterion in (grasp.GRASP, grasp.GRASP_ABS, snip.SNIP, random.RANDOM, magnitude.MAGNITUDE,
-                   synflow.SYNFLOW):
+                   synflow.SYNFLOW, force.ITER_SNIP, force.FORCE, prospr.PROSPR, ntk_sap.NTK_SAP,
+                   phew.PHEW):
     register(_criterion)
+
+BUILT_IN: tuple[str, ...] = names()
+"""The methods grasp_tf registers itself (docs/criteria.md's table lists their options)."""
 

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from grasp_tf import _keras_internals
+from grasp_tf.criteria.options import Option  # noqa: F401  (declared here by every method module)
 from grasp_tf.prunable import PrunableWeight
 
 ScoreFn = Callable[..., Mapping[str, np.ndarray]]
@@ -20,68 +21,24 @@ SAMPLING_OPTIONS = ("samples_per_class", "num_draws", "sample_storage")
 MASK_ARGUMENTS = ("scope", "count_rule", "seed", "prunable")
 """What ``compute_masks`` hands every ``iterative_masks`` function besides the method's own options."""
 
-
-@dataclass(frozen=True)
-class Option:
-    """One option of a method, declared once: name, type, default, valid range and help.
-
-    From these come the API's validation, the method's docs and ``train.run``'s flags.
-
-    Args:
-        name: the keyword the method's function takes.
-        type: ``int``, ``float``, ``bool`` or ``str``.
-        default: the value used when the option is not given (``None`` allowed when ``optional``).
-        help: one line for ``--help`` and docs/criteria.md.
-        choices: the valid values of a ``str`` option.
-        minimum, maximum: inclusive bounds of a number (``None``: unbounded).
-        exclusive_minimum: make ``minimum`` exclusive (``> minimum``).
-        optional: whether ``None`` is valid (meaning "off").
-    """
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    optional: bool = False
-
-    def check(self, value: Any, method: str) -> Any:
-        """``value`` if valid for this option, else a ValueError naming option, method and value."""
-        if value is None and self.optional:
-            return value
-        ok = (isinstance(value, bool) if self.type is bool else
-              isinstance(value, (int, np.integer)) and not isinstance(value, bool) if self.type is int else
-              isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-              if self.type is float else isinstance(value, self.type))
-        if ok and self.choices and value not in self.choices:
-            ok = False
-        if ok and self.minimum is not None:
-            ok = value > self.minimum if self.exclusive_minimum else value >= self.minimum
-        if ok and self.maximum is not None:
-            ok = value <= self.maximum
-        if not ok:
-            raise ValueError(f"Option {self.name}={value!r} of method {method!r} is invalid: must be "
-                             f"{self.describe()}.")
-        return value
-
-    def describe(self) -> str:
-        """The valid values in words, e.g. ``"an integer >= 1"``."""
-        if self.choices:
-            return "one of " + ", ".join(map(repr, self.choices))
-        words = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}[self.type]
-        if self.minimum is not None:
-            words += f" {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
-        if self.maximum is not None:
-            words += f"{',' if self.minimum is not None else ''} <= {self.maximum:g}"
-        return words + (" or None" if self.optional else "")
+SAMPLE_ARGUMENTS = (*SAMPLING_OPTIONS, "verbose")
+"""What ``compute_masks`` also hands the ``iterative_masks`` of a method that ``needs_data`` (it draws its own sample)."""
 
 
-def _keyword_options(fn: Callable[..., Any], exclude: Iterable[str]) -> tuple[str, ...]:
+RESERVED = frozenset({"seed", "scope", "count_rule", "prunable", "shuffle", "invert", "sparsity", "method",
+                      *SAMPLE_ARGUMENTS})
+"""Keywords the public functions take for every method: no method may declare an option so named."""
+
+
+def _keyword_parameters(fn: Callable[..., Any], exclude: Iterable[str]) -> tuple[list[inspect.Parameter], bool]:
+    """``fn``'s keyword-only parameters not in ``exclude``, and whether it also takes ``**kwargs``."""
     params = inspect.signature(fn).parameters.values()
-    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in exclude)
+    return ([p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in exclude],
+            any(p.kind is p.VAR_KEYWORD for p in params))
+
+
+def _same_default(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b or (a is None and b is None)
 
 
 @dataclass(frozen=True)
@@ -96,17 +53,29 @@ class Criterion:
         score_fn: ``score_fn(model, weights, data, *, seed, **options)`` returns one array per
             ``PrunableWeight.key`` of ``weights``; ``data`` is a validated
             :class:`grasp_tf.sampling.Sample` when ``needs_data``, else the caller's data as
-            given (possibly ``None``). Its keyword-only parameters are the method's options.
+            given (possibly ``None``). Its keyword-only parameters are options declared in
+            ``option_specs``, with the declared defaults.
         remove_largest: True when the largest scores are pruned (GraSP), False for the smallest.
         needs_data: whether scoring needs a labelled sample.
         iterative_masks: when set, replaces score-then-threshold in ``compute_masks``:
             ``iterative_masks(model, data, sparsity, *, scope, count_rule, seed, prunable,
-            **options) -> masks``, its own keyword-only parameters being its options.
+            **options) -> masks``, its own keyword-only parameters being its options; when
+            ``needs_data`` it also gets ``samples_per_class``, ``num_draws``, ``sample_storage``
+            and ``verbose`` (:data:`SAMPLE_ARGUMENTS`) and draws its sample from ``data`` itself.
         takes_sampling_options: False makes ``samples_per_class`` / ``num_draws`` an error
             (SynFlow, which draws no sample). Random and magnitude keep True: they ignore the
             options, so that one option set can be passed to every method.
-        option_specs: the method's options declared once (:class:`Option`): validation, docs
-            and ``train.run``'s flags come from them.
+        option_specs: the method's options declared once (:class:`Option`), the source of
+            their validation (:meth:`check_options`), ``help(grasp_tf.compute_masks)``, the
+            table in docs/criteria.md and ``train.run``'s flags. ``register`` checks they agree
+            with the functions (:meth:`check_declarations`).
+
+    Example:
+
+    >>> def scores(model, weights, data, *, seed=None, power=1.0):
+    ...     return {w.key: np.abs(np.asarray(w.variable)) ** power for w in weights}
+    >>> grasp_tf.criteria.register(Criterion("power", scores, needs_data=False, option_specs=(
+    ...     Option("power", float, 1.0, "Exponent of |w|.", minimum=0, exclusive_minimum=True),)))
     """
 
     name: str
@@ -117,26 +86,88 @@ class Criterion:
     takes_sampling_options: bool = True
     option_specs: tuple[Option, ...] = ()
 
+    def _functions(self) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
+        """``(label, function, the keywords it gets that are not options)`` of score_fn and iterative_masks."""
+        out = [("score_fn", self.score_fn, ("seed",))]
+        if self.iterative_masks is not None:
+            out.append(("iterative_masks", self.iterative_masks, (*MASK_ARGUMENTS, *SAMPLE_ARGUMENTS)))
+        return out
+
+    def _taken_by(self, fn: Callable[..., Any], exclude: tuple[str, ...]) -> tuple[str, ...]:
+        params, any_keyword = _keyword_parameters(fn, exclude)
+        names = {p.name for p in params}
+        return tuple(o.name for o in self.option_specs if any_keyword or o.name in names)
+
     @property
     def options(self) -> tuple[str, ...]:
-        """The method's own keyword options for scoring (``seed`` aside)."""
-        return _keyword_options(self.score_fn, ("seed",))
+        """The declared options ``compute_scores`` takes (those ``score_fn`` takes), in declaration order."""
+        return self._taken_by(self.score_fn, ("seed",))
 
     @property
     def mask_options(self) -> tuple[str, ...]:
-        """The method's own keyword options for ``compute_masks`` (its ``iterative_masks`` ones, if any)."""
+        """The declared options ``compute_masks`` takes (its ``iterative_masks`` ones, if any)."""
         if self.iterative_masks is None:
             return self.options
-        return _keyword_options(self.iterative_masks, MASK_ARGUMENTS)
+        return self._taken_by(*self._functions()[1][1:])
 
-    def check_options(self, options: Iterable[str], *, masks: bool = False) -> None:
-        """Raise a ValueError naming any option this method does not take (``masks``: for compute_masks)."""
+    def option(self, name: str) -> Option:
+        """The declaration of option ``name``; a ValueError if the method declares none so named."""
+        for spec in self.option_specs:
+            if spec.name == name:
+                return spec
+        raise ValueError(f"Method {self.name!r} has no option {name!r}.")
+
+    def check_options(self, options: Mapping[str, Any], *, masks: bool = False) -> None:
+        """Raise a ValueError naming an option this method does not take, or a bad value with its option.
+
+        Args:
+            options: ``{name: value}`` as the caller gave them.
+            masks: check against what ``compute_masks`` takes (else ``compute_scores``).
+        """
         own = self.mask_options if masks else self.options
         unknown = sorted(set(options) - set(own))
         if unknown:
             common = ("prunable", *(SAMPLING_OPTIONS if self.takes_sampling_options else ()), "seed")
             raise ValueError(f"Unknown option(s) {unknown} for method {self.name!r}; it takes "
                              f"{list(own) or 'no options'} (plus {', '.join(common)}).")
+        for name, value in options.items():
+            self.option(name).check(value, self.name)
+
+    def check_declarations(self) -> None:
+        """Raise a ValueError unless ``option_specs`` and the functions' keyword-only parameters agree.
+
+        Every keyword-only parameter of ``score_fn`` (``seed`` aside) and of ``iterative_masks``
+        (the arguments ``compute_masks`` passes aside) must be declared, with the declared
+        default; every declared option must be taken by one of them; no name is declared twice
+        or is one every method takes (:data:`RESERVED`). ``grasp_tf.criteria.register`` calls it.
+        """
+        where = f"Method {self.name!r}"
+        if not all(isinstance(o, Option) for o in self.option_specs):
+            raise TypeError(f"{where}: option_specs must hold grasp_tf.criteria.Option declarations.")
+        names = [o.name for o in self.option_specs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{where} declares option(s) {twice} more than once.")
+        reserved = sorted(set(names) & RESERVED)
+        if reserved:
+            raise ValueError(f"{where} declares option(s) {reserved}, a keyword every method takes; rename it.")
+        taken: set[str] = set()
+        for label, fn, exclude in self._functions():
+            params, any_keyword = _keyword_parameters(fn, exclude)
+            for p in params:
+                if p.name not in names:
+                    raise ValueError(f"{where}: {label} takes the keyword {p.name!r}, which option_specs does "
+                                     f"not declare; declare it with grasp_tf.criteria.Option({p.name!r}, ...).")
+                spec = self.option(p.name)
+                if p.default is p.empty or not _same_default(p.default, spec.default):
+                    shown = "no default" if p.default is p.empty else f"the default {p.default!r}"
+                    raise ValueError(f"{where}: {label} gives {p.name!r} {shown}, but its declaration says "
+                                     f"{spec.default!r}; make them the same.")
+            taken.update(names if any_keyword else (p.name for p in params))
+        untaken = [n for n in names if n not in taken]
+        if untaken:
+            raise ValueError(f"{where} declares option(s) {untaken}, but neither score_fn nor iterative_masks "
+                             "takes them as keyword-only parameters.")
 
     def check_sampling(self, samples_per_class: int | None, num_draws: int) -> None:
         """Raise a ValueError when sampling options are given to a method that draws no sample."""

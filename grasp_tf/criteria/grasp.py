@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from grasp_tf import hessian, sampling
-from grasp_tf.criteria.base import Criterion, check_loss, dense_kernels, keyed, redrawn
+from grasp_tf.criteria.base import Criterion, Option, check_loss, dense_kernels, keyed, redrawn
 from grasp_tf.progress import Progress
 from grasp_tf.prunable import PrunableWeight
 
@@ -94,5 +94,16 @@ def grasp_abs_scores(model: Any, weights: Sequence[PrunableWeight], sample: samp
     return keyed(weights, (np.abs(t * h) for t, h in zip(theta, hg)))
 
 
-GRASP = Criterion("grasp", grasp_scores, remove_largest=True)
-GRASP_ABS = Criterion("grasp_abs", grasp_abs_scores, remove_largest=False)
+OPTIONS = (
+    Option("temperature", float, 200.0, "Softmax temperature T: the loss is the cross-entropy of logits / T "
+           "(the reference's 200).", minimum=0, exclusive_minimum=True),
+    Option("num_chunks", int, 2, "Each draw is split into this many chunks, each its own batch (batch-norm "
+           "statistics per chunk; the reference's 2).", minimum=1),
+    Option("reinit_dense", bool, True, "Score with every Dense kernel redrawn from an untruncated Glorot normal "
+           "(the reference's quirk)."),
+    Option("chunk_size", int, None, "Process each chunk in pieces of at most this many examples (bounds memory; "
+           "batch-norm statistics then per piece).", minimum=1, optional=True),
+)
+
+GRASP = Criterion("grasp", grasp_scores, remove_largest=True, option_specs=OPTIONS)
+GRASP_ABS = Criterion("grasp_abs", grasp_abs_scores, remove_largest=False, option_specs=OPTIONS)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from grasp_tf import hessian, sampling
-from grasp_tf.criteria.base import Criterion, check_loss, keyed, redrawn
+from grasp_tf.criteria.base import Criterion, Option, check_loss, keyed, redrawn
 from grasp_tf.progress import Progress
 from grasp_tf.prunable import PrunableWeight
 
@@ -47,4 +47,13 @@ def snip_scores(model: Any, weights: Sequence[PrunableWeight], sample: sampling.
         return keyed(weights, (np.abs(p.numpy() * a.numpy()) for p, a in zip(params, g)))
 
 
-SNIP = Criterion("snip", snip_scores, remove_largest=False)
+OPTIONS = (
+    Option("temperature", float, 1.0, "Softmax temperature T: the loss is the cross-entropy of logits / T "
+           "(the PyTorch port's 1).", minimum=0, exclusive_minimum=True),
+    Option("reinit_kernels", bool, False, "Score with every scored kernel redrawn from an untruncated Glorot "
+           "normal (the PyTorch port's quirk)."),
+    Option("chunk_size", int, None, "Cut the whole sample into pieces of at most this many examples (bounds "
+           "memory; batch-norm statistics then per piece).", minimum=1, optional=True),
+)
+
+SNIP = Criterion("snip", snip_scores, remove_largest=False, option_specs=OPTIONS)

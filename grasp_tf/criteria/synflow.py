@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from grasp_tf import hessian, masking, sampling
-from grasp_tf.criteria.base import Criterion, keyed
+from grasp_tf.criteria.base import Criterion, Option, keyed
 from grasp_tf.prunable import Prunable, PrunableWeight, prunable_weights
 
 SCHEDULES = ("exponential", "linear")
@@ -81,12 +81,9 @@ def synflow_masks(model: Any, data: Any, sparsity: float, *, scope: str = "globa
                   rounds: int = 100, schedule: str = "exponential") -> dict[str, np.ndarray]:
     """Keep-masks from ``rounds`` rounds of SynFlow scoring and pruning.
 
-    Called by ``grasp_tf.criteria.masks``, which has validated sparsity, scope and options.
+    Called by ``grasp_tf.criteria.masks``, which has validated sparsity, scope and options
+    against :data:`OPTIONS`.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}.")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}.")
     weights = prunable_weights(model, prunable)
     keys = [w.key for w in weights]
     masks = [np.ones(tuple(w.variable.shape), dtype=bool) for w in weights]
@@ -105,5 +102,11 @@ def synflow_masks(model: Any, data: Any, sparsity: float, *, scope: str = "globa
     return dict(zip(keys, masks))
 
 
+OPTIONS = (
+    Option("rounds", int, 100, "Prune-and-rescore rounds (the authors' 100).", minimum=1),
+    Option("schedule", str, "exponential", "Density per round: exponential, (1-s)^(r/rounds) (the authors'), "
+           "or linear.", choices=SCHEDULES),
+)
+
 SYNFLOW = Criterion("synflow", synflow_scores, remove_largest=False, needs_data=False,
-                    iterative_masks=synflow_masks, takes_sampling_options=False)
+                    iterative_masks=synflow_masks, takes_sampling_options=False, option_specs=OPTIONS)

@@ -23,7 +23,7 @@ from grasp_tf.prunable import is_tf_keras
 
 def _float32_snapshot(variable: Any) -> tf.Tensor:
     """A copy of a variable's value, floats as float32."""
-    value = np.array(variable)
+    value = np.array(variable.numpy())  # np.array(variable) is deprecated in NumPy 2 (no copy= in its __array__)
     if np.issubdtype(value.dtype, np.floating):
         value = value.astype(np.float32)
     return tf.constant(value)

@@ -47,10 +47,10 @@ def expand(patterns: Iterable[str]) -> list[str]:
 
 def run_config(run_dir: str) -> dict[str, Any]:
     """A run's flags: results.json's ``config``, else config.json, else {}."""
-    results = artifacts.read_json(os.path.join(run_dir, "results.json"))
-    if results is not None:
-        return results.get("config", {})
-    return artifacts.read_json(os.path.join(run_dir, "config.json")) or {}
+    results = artifacts.read_json(os.path.join(run_dir, "results.json"))  # CorruptFile names a damaged file
+    config = results.get("config") if isinstance(results, dict) else artifacts.read_json(
+        os.path.join(run_dir, "config.json"))
+    return config if isinstance(config, dict) else {}
 
 
 def percent(sparsity: float) -> str:

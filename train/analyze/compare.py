@@ -158,9 +158,15 @@ def command(cfg: Config, out: str, log: Log) -> list[str]:
         raise UsageError("compare needs --runs (directories searched for results.json)")
     results = []
     for path in find_results(expand(cfg.runs)):
-        r = artifacts.read_json(path)
-        if not isinstance(r, dict) or "config" not in r or cfg.metric not in r:
-            raise UsageError(f"{path} is not a results.json of train.run")
+        r = artifacts.read_json(path)  # CorruptFile (a ValueError naming the file) if truncated or edited
+        if not isinstance(r, dict):
+            raise UsageError(f"{path} is not a results.json of train.run (not a JSON object)")
+        missing = sorted({"best_test_accuracy", "final_test_accuracy", "sparsity"} - set(r))
+        if missing:
+            raise UsageError(f"{path} is not a results.json of train.run (no {', '.join(missing)})")
+        if not isinstance(r.get("config"), dict) or not {"dataset", "model", "method"} <= set(r["config"]):
+            raise UsageError(f"{path}: its config is not an object naming dataset, model and method "
+                             f"(got {type(r.get('config')).__name__}); not a results.json of train.run")
         results.append(r)
     rows = aggregate(results)
     paper = paper_cells(cfg.paper) if cfg.paper else {}

@@ -13,12 +13,24 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from grasp_tf.progress import Progress, duration
 from train import artifacts
-from train.analyze.common import (Config, Log, build_model, check_methods, label_axes, load_data, model_name,
-                                  percent, save_figure, scoring_options, scoring_sample, write_csv)
+from train.analyze.common import (
+    Config,
+    Log,
+    build_model,
+    check_methods,
+    label_axes,
+    load_data,
+    model_name,
+    percent,
+    save_figure,
+    scoring_options,
+    scoring_sample,
+    write_csv,
+)
 from train.colors import color
 from train.errors import UsageError
-from train.progress import Progress, roughly
 
 PAPER_FLAGFILE = "configs/analysis/gradnorm_paper.cfg"
 
@@ -53,13 +65,13 @@ def gradnorm_rows(cfg: Config, ds: Any, sparsities: Sequence[float], progress: P
             mask_sets += analysis.masks_at_sparsities(model, scoring_sample(ds, seed), sparsities, method,
                                                       seed=seed, **scoring_options(cfg, method))
             keys += [(method, s) for s in sparsities]
-            progress.step(f"trial {trial + 1}/{cfg.trials}: {method} scored")
+            progress.step(what=f"trial {trial + 1}/{cfg.trials}: {method} scored")
         dense, *pruned = analysis.gradient_norms(model, ds.train, [None, *mask_sets], weights=cfg.weights,
                                                  batch_size=cfg.batch_size)
         for (method, s), norm in zip(keys, pruned):
             rows.append({"trial": trial, "seed": seed, "method": method, "sparsity": s, "grad_norm": norm,
                          "dense_grad_norm": dense, "relative": norm / dense})
-        progress.step(f"trial {trial + 1}/{cfg.trials}: gradient norms of the dense and {len(mask_sets)} pruned "
+        progress.step(what=f"trial {trial + 1}/{cfg.trials}: gradient norms of the dense and {len(mask_sets)} pruned "
                       f"nets, dense {dense:.4g}")
     return rows
 
@@ -135,11 +147,12 @@ def command(cfg: Config, out: str, log: Log) -> list[str]:
     ds = load_data(cfg, augment=False, train_limit=cfg.limit or None)
     steps = cfg.trials * (len(cfg.methods) + 1)
     batches = -(-ds.train_size // cfg.batch_size)
+    estimate = duration(estimate_seconds(cfg, ds, sparsities), digits=0)
     log(f"gradnorm: {cfg.trials} initializations x {len(cfg.methods)} methods ({', '.join(cfg.methods)}) x "
         f"{len(sparsities)} pruning ratios of {model_name(cfg)} on {ds.train_size} {cfg.dataset} examples "
-        f"({batches} batches of {cfg.batch_size}): {steps} steps, {roughly(estimate_seconds(cfg, ds, sparsities))} "
+        f"({batches} batches of {cfg.batch_size}): {steps} steps, about {estimate} "
         f"(the paper's setting: --flagfile={PAPER_FLAGFILE})")
-    rows = gradnorm_rows(cfg, ds, sparsities, Progress(steps))
+    rows = gradnorm_rows(cfg, ds, sparsities, Progress("gradnorm", steps, "steps", verbose=True, interval=0))
     summary = summarize_gradnorm(rows)
     files = [os.path.join(out, n) for n in ("gradnorm.csv", "gradnorm_summary.csv", "gradnorm.json", "gradnorm.png")]
     write_csv(files[0], rows, list(rows[0]))

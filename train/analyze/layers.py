@@ -7,12 +7,27 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from grasp_tf.progress import Progress
 from train import artifacts
-from train.analyze.common import (Config, Log, build_model, check_methods, expand, label_axes, labels_for,
-                                  line_styles, load_data, model_name, percent, run_config, save_figure,
-                                  scoring_options, scoring_sample, write_csv)
+from train.analyze.common import (
+    Config,
+    Log,
+    build_model,
+    check_methods,
+    expand,
+    label_axes,
+    labels_for,
+    line_styles,
+    load_data,
+    model_name,
+    percent,
+    run_config,
+    save_figure,
+    scoring_options,
+    scoring_sample,
+    write_csv,
+)
 from train.errors import UsageError
-from train.progress import Progress
 
 
 def masks_from_runs(cfg: Config, runs: Sequence[str]) -> tuple[list[str], list[dict[str, np.ndarray]], list[str]]:
@@ -43,11 +58,11 @@ def masks_computed(cfg: Config, log: Log) -> tuple[list[str], list[dict[str, np.
     log(f"layers: {len(cfg.methods)} methods ({', '.join(cfg.methods)}) prune one initialization of "
         f"{model_name(cfg)} to {percent(cfg.sparsity)}: {len(cfg.methods)} steps, a few seconds to a minute each "
         "on a CPU")
-    progress, masks = Progress(len(cfg.methods)), []
+    progress, masks = Progress("layers", len(cfg.methods), "methods", verbose=True, interval=0), []
     for m in cfg.methods:
         masks.append(grasp_tf.compute_masks(model, scoring_sample(ds, cfg.seed), cfg.sparsity, m, seed=cfg.seed,
                                             **scoring_options(cfg, m)))
-        progress.step(f"{m} scored")
+        progress.step(what=f"{m} scored")
     return labels, masks, [w.key for w in prunable_weights(model)]
 
 

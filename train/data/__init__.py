@@ -2,7 +2,7 @@
 
 ``load(name, ...)`` returns a :class:`Data`: batched ``train`` / ``test`` / ``validation``
 pipelines of ``(float32 NHWC image, int64 label)`` and ``train_stream()``, the un-batched
-shuffled and augmented training stream the pruning sample is drawn from (reference item 7).
+shuffled and augmented training stream the pruning sample is drawn from (as in the authors' code, alecwangcq/GraSP).
 Each dataset family lives in its own module and registers its specs (``base.register``):
 ``fashion_mnist`` (IDX files), ``cifar`` (tensorflow-datasets), ``tiny_imagenet`` (JPEG
 folders), ``imagenet`` (tensorflow-datasets, manual archives); ``pipeline`` is the shared

@@ -1,4 +1,4 @@
-"""What every dataset family shares: the spec registry (each spec names its loader), errors, the default root.
+"""What every dataset family shares: the spec registry (each spec names its loader), raw parts, errors, default root.
 
 A family module (``fashion_mnist``, ``cifar``, ``tiny_imagenet``, ``imagenet``) describes each
 of its datasets with a :class:`Spec` and calls :func:`register`; ``train.data.load`` looks the
@@ -14,8 +14,6 @@ import tensorflow as tf
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
-
-    from train.data.pipeline import Parts
 
 
 class DataNotFoundError(ValueError):
@@ -43,6 +41,19 @@ class Spec:
     std: tuple[float, ...]
     pad: int  # pad-and-random-crop padding of the small-image recipe; 0 for ImageNet
     loader: Callable[[str, "Spec", Source], "Parts"] = dataclasses.field(repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """Raw ``(example, label)`` datasets of each split, and how to turn an example into an image."""
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    shuffle_buffer: int
+    decode_train: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (example, seed pair) -> HWC image
+    decode_eval: Callable[[tf.Tensor], tf.Tensor]  # example -> HWC image
+    source: str
 
 
 SPECS: dict[str, Spec] = {}

@@ -22,8 +22,8 @@ def load_parts(name: str, spec: Spec, source: Source) -> Parts:
     if source.download:
         builder.download_and_prepare()
     how = (
-        f"On a machine with internet run `tfds build {name} --data_dir=DIR` (or load with "
-        "download=True) and pass DIR as --data_dir."
+        f"On a machine with internet run `tfds build {name} --data_dir=DIR` (or, from Python, "
+        f"`train.data.load({name!r}, data_dir=DIR, download=True)`), then pass --data_dir=DIR."
     )
     (x, y), (xt, yt) = (_as_arrays(tfds_split(builder, split, how)) for split in ("train", "test"))
     where = f"tfds:{builder.data_dir}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -19,21 +20,45 @@ DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 def read_idx(path: str) -> np.ndarray:
-    """An IDX file (optionally gzipped), as used by MNIST and Fashion-MNIST, as a numpy array."""
+    """An IDX file (optionally gzipped), as used by MNIST and Fashion-MNIST, as a numpy array.
+
+    Raises ``ValueError`` naming ``path`` for anything that is not a whole IDX file (a truncated
+    or non-gzip ``.gz``, a short header, fewer or more values than the header says).
+    """
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path} is not a readable gzip file ({type(e).__name__}: {e}); truncated? "
+                         "Download it again.") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number).")
     dtype = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}.get(data[2])
     if dtype is None:
         raise ValueError(f"{path}: unknown IDX element type 0x{data[2]:02x}.")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, a {ndim}-dimensional header needs "
+                         f"{4 + 4 * ndim}).")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    arr = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)
+    arr = np.frombuffer(data, dtype=np.dtype(dtype), count=(len(data) - 4 - 4 * ndim) // np.dtype(dtype).itemsize,
+                        offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape} but holds {arr.size} values.")
+        raise ValueError(f"{path}: header says {shape} but holds {arr.size} values (truncated?).")
     return arr.reshape(shape).astype(dtype[1:])
+
+
+def check_arrays(paths: list[str], arrays: list[np.ndarray], shape: tuple[int, int]) -> None:
+    """``ValueError`` naming the file unless images are (n, *shape) and each split has one label per image."""
+    for i in (0, 2):
+        (xp, yp), (x, y) = paths[i:i + 2], arrays[i:i + 2]
+        if x.ndim != 3 or x.shape[1:] != shape:
+            raise ValueError(f"{xp} holds images of shape {x.shape[1:]} (array {x.shape}); expected "
+                             f"{shape[0]}x{shape[1]} images, an array of shape (n, {shape[0]}, {shape[1]}).")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"{yp} holds {len(y) if y.ndim == 1 else y.shape} labels for the {len(x):,} images "
+                             f"of {xp}: one label per image expected.")
 
 
 def _find_idx_files(directory: str) -> list[str] | None:
@@ -60,7 +85,8 @@ def _fashion_mnist_arrays(
     for directory in looked:
         paths = _find_idx_files(directory)
         if paths:
-            x, y, xt, yt = (read_idx(p) for p in paths)
+            x, y, xt, yt = arrays = [read_idx(p) for p in paths]
+            check_arrays(paths, arrays, (28, 28))
             return (x, y), (xt, yt), directory
     how = (
         "Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from train.data.base import Spec
+from train.data.base import Parts, Spec
 
 _HOLDOUT_SEED = 20200101  # the validation hold-out is the same for every --seed
 _EPOCH_SALT = 0x6772617370  # mixed into every epoch seed ("grasp"), so epochs differ from other seed uses
@@ -42,7 +42,7 @@ class Data:
     def train_stream(self, seed: int | None = None) -> tf.data.Dataset:
         """The training examples one by one, shuffled, augmented and normalised like ``train``.
 
-        This is where the pruning sample comes from (reference item 7): batch it and hand it
+        This is where the pruning sample comes from (as in the authors' code): batch it and hand it
         to ``grasp_tf`` (``data.train_stream().batch(250)`` etc.). It runs through epoch 0,
         1, 2, ... of ``train_epochs`` (unbatched), endlessly, so with the load's seed (the
         default) the sample is drawn from the first epoch the runner trains on. Each call
@@ -59,19 +59,6 @@ class Data:
         ``self.steps_per_epoch``).
         """
         return self._epochs(first_epoch, steps_per_epoch)
-
-
-@dataclasses.dataclass(frozen=True)
-class Parts:
-    """Raw ``(example, label)`` datasets of each split, and how to turn an example into an image."""
-
-    train: tf.data.Dataset
-    test: tf.data.Dataset
-    validation: tf.data.Dataset | None
-    shuffle_buffer: int
-    decode_train: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (example, seed pair) -> HWC image
-    decode_eval: Callable[[tf.Tensor], tf.Tensor]  # example -> HWC image
-    source: str
 
 
 def size(ds: tf.data.Dataset) -> int:
