@@ -17,8 +17,8 @@ from grasp_tf.keys import is_tf_keras, is_wrapper, weight_name  # noqa: F401  (r
 
 # Most-derived class name in a layer's MRO -> attributes holding its prunable weights.
 DEFAULT_PRUNABLE: dict[str, tuple[str, ...]] = {
-    "DepthwiseConv1D": ("depthwise_kernel",),
-    "DepthwiseConv2D": ("depthwise_kernel",),
+    "DepthwiseConv1D": ("depthwise_kernel", "kernel"),  # tf_keras names it depthwise_kernel, Keras 3 kernel
+    "DepthwiseConv2D": ("depthwise_kernel", "kernel"),
     "SeparableConv1D": ("depthwise_kernel", "pointwise_kernel"),
     "SeparableConv2D": ("depthwise_kernel", "pointwise_kernel"),
     "Conv1DTranspose": ("kernel",),

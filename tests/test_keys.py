@@ -143,3 +143,14 @@ def test_an_export_that_changes_the_network_writes_nothing(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="converted to TFLite for 'composed' does not compute the masked model"):
         grasp_tf.export_tflite(model, tmp_path / "out.tflite")
     assert os.listdir(tmp_path) == []
+
+
+def test_every_conv_and_dense_kernel_is_prunable_by_default_in_both_keras():
+    """Keras 3 names DepthwiseConv2D's weight ``kernel``, tf_keras ``depthwise_kernel``: both are pruned."""
+    from grasp_tf.prunable import prunable_weights
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.DepthwiseConv2D(3, name="dw"),
+                              keras.layers.SeparableConv2D(4, 3, name="sep"), keras.layers.Flatten(),
+                              keras.layers.Dense(2, name="out")])
+    assert [w.key for w in prunable_weights(model)] == [
+        "dw/kernel", "sep/depthwise_kernel", "sep/pointwise_kernel", "out/kernel"]

@@ -52,8 +52,10 @@ def scoring_data(cfg: dict, ds: data.Data) -> tuple[Any, dict]:
     if cfg["samples_per_class"] > 0:
         # Enough passes for every draw if each class is present, so a missing class ends the
         # stream (one clear error) instead of an endless search.
-        wanted = cfg["samples_per_class"] * ds.num_classes * cfg["num_draws"]
-        passes = 1 + -(-wanted // ds.train_size)
+        # Iterative methods (FORCE, ProsPr) draw a fresh sample per round or step.
+        samples = grasp_tf.criteria.get(cfg["method"]).samples_needed(method_options(cfg))
+        wanted = cfg["samples_per_class"] * ds.num_classes * cfg["num_draws"] * samples
+        passes = 1 + 3 * -(-wanted // ds.train_size)  # 3x: a draw skips what its full classes meet
         return ds.train_stream().take(passes * ds.train_size).batch(256), {
             "samples_per_class": cfg["samples_per_class"], "num_draws": cfg["num_draws"]}
     # Not class-balanced (the reference's ImageNet setting): each random batch is one draw.

@@ -76,8 +76,8 @@ def prepare_output_dir(path: str, cfg: dict, overwrite: bool) -> tuple[set[str] 
                 except OSError:
                     pass
         return None, []
-    present = rundir.run_names(path)
-    if present and not overwrite:  # another tool's files, or a run of an older version: never ours to use
+    present = {n for n in rundir.run_names(path) if not n.startswith(".tmp-")}  # a killed first write's temporary
+    if present and not overwrite:  # another tool's files, or files a run would reuse or overwrite: never ours
         raise UsageError(f"{path} holds {', '.join(sorted(present))} but no config.json of a run; use another "
                          "--output_dir, or --overwrite to delete them")
     try:

@@ -69,6 +69,10 @@ class Criterion:
             their validation (:meth:`check_options`), ``help(grasp_tf.compute_masks)``, the
             table in docs/criteria.md and ``train.run``'s flags. ``register`` checks they agree
             with the functions (:meth:`check_declarations`).
+        samples_drawn: for a method that draws a fresh sample per round or step from a
+            dataset (FORCE, Iter-SNIP, ProsPr), ``samples_drawn(options) -> int``: how many
+            samples of ``num_draws`` draws it takes with those options (the method's defaults
+            filled in), so a caller can size a finite stream; None means one.
 
     Example:
 
@@ -85,6 +89,14 @@ class Criterion:
     iterative_masks: MaskFn | None = None
     takes_sampling_options: bool = True
     option_specs: tuple[Option, ...] = ()
+    samples_drawn: Callable[[Mapping[str, Any]], int] | None = None
+
+    def samples_needed(self, options: Mapping[str, Any]) -> int:
+        """How many samples of ``num_draws`` draws the method takes from a dataset with ``options``."""
+        if self.samples_drawn is None:
+            return 1
+        declared = {o.name: o.default for o in self.option_specs}
+        return int(self.samples_drawn({**declared, **{k: v for k, v in options.items() if k in declared}}))
 
     def _functions(self) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
         """``(label, function, the keywords it gets that are not options)`` of score_fn and iterative_masks."""

@@ -242,6 +242,7 @@ def iter_snip_masks(model: Any, data: Any, sparsity: float, *, scope: str = "glo
                        verbose=verbose), dict(rounds=rounds, schedule=schedule, loss=loss, chunk_size=chunk_size))
 
 
-FORCE = Criterion("force", _score_fn("force"), remove_largest=False, iterative_masks=force_masks, option_specs=OPTIONS)
+FORCE = Criterion("force", _score_fn("force"), remove_largest=False, iterative_masks=force_masks, option_specs=OPTIONS,
+                  samples_drawn=lambda o: o["rounds"])
 ITER_SNIP = Criterion("iter_snip", _score_fn("iter_snip"), remove_largest=False, iterative_masks=iter_snip_masks,
-                      option_specs=OPTIONS)
+                      option_specs=OPTIONS, samples_drawn=lambda o: o["rounds"])

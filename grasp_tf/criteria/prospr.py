@@ -147,4 +147,5 @@ def prospr_masks(model: Any, data: Any, sparsity: float, *, scope: str = "global
     return masking.masks_from_scores(scores, sparsity, scope=scope)
 
 
-PROSPR = Criterion("prospr", prospr_scores, remove_largest=False, iterative_masks=prospr_masks, option_specs=OPTIONS)
+PROSPR = Criterion("prospr", prospr_scores, remove_largest=False, iterative_masks=prospr_masks, option_specs=OPTIONS,
+                   samples_drawn=lambda o: o["inner_steps"] + 1 if o["new_data_in_inner"] else 1)
