@@ -27,9 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench import common  # noqa: E402
 import grasp_tf  # noqa: E402
 import models  # noqa: E402
+from bench import common  # noqa: E402
 from grasp_tf import criteria, masking  # noqa: E402
 from grasp_tf.prunable import prunable_weights  # noqa: E402
 

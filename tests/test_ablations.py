@@ -1,7 +1,7 @@
 """The sanity-check ablations (Frankle et al. 2021) as options: invert, shuffle (= density random), reinitialize."""
+import keras
 import numpy as np
 import pytest
-import keras
 
 import grasp_tf
 from grasp_tf import masking

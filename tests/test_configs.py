@@ -7,9 +7,10 @@ import pytest
 from absl import flags
 
 import train.flags  # noqa: F401  (defines the flags)
+
 train.flags.define_method_flags()  # and the methods' options (--temperature, --chunk_size, ...)
-from train import flagfiles
 from configs.make_configs import cells, render
+from train import flagfiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = sorted(glob.glob(os.path.join(ROOT, "configs", "paper", "*.cfg")))

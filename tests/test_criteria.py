@@ -164,6 +164,7 @@ def test_option_declarations_check_themselves_and_reserved_names():
 def test_docs_options_table_is_generated_from_the_declarations():
     """docs/criteria.md's options table is what the built-in methods declare (python -m grasp_tf.criteria)."""
     import os
+
     from grasp_tf.criteria import describe
 
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "criteria.md")

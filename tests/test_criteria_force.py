@@ -1,9 +1,9 @@
 """FORCE and Iter-SNIP against a plain float64 numpy re-implementation of the reference's rounds on a small MLP."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import grasp_tf
 from grasp_tf import criteria
 from grasp_tf.criteria import force

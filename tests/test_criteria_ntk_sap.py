@@ -1,8 +1,8 @@
 """NTK-SAP against its closed form on a linear net (with and without batch norm), exact counts, determinism."""
+import keras
 import numpy as np
 import pytest
 
-import keras
 import grasp_tf
 from grasp_tf import criteria
 

@@ -1,8 +1,8 @@
 """PHEW: every kept weight on an input-output path, exact counts, walks biased by |w|, determinism, refusals."""
+import keras
 import numpy as np
 import pytest
 
-import keras
 import grasp_tf
 
 

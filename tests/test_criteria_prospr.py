@@ -1,9 +1,9 @@
 """ProsPr's meta-gradient against float64 finite differences over the mask, and through batch norm against a plain unroll."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import grasp_tf
 from grasp_tf import hessian
 from grasp_tf.prunable import prunable_weights

@@ -1,8 +1,8 @@
 """ERK/ER densities against the formula with rigl's re-solve, exact counts, and random pruning at those densities."""
+import keras
 import numpy as np
 import pytest
 
-import keras
 import grasp_tf
 from grasp_tf import densities
 

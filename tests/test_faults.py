@@ -6,7 +6,6 @@ by an unprivileged user, both only as root (skipped with the reason otherwise).
 """
 import errno
 import gzip
-import json
 import os
 import shutil
 import signal

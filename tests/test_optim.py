@@ -1,8 +1,8 @@
 """The training recipe's optimiser and schedule match PyTorch's SGD semantics."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from train.optim import CoupledSGD, boundary_epochs, step_schedule
 

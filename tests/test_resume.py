@@ -36,6 +36,7 @@ def run(out, *extra, crash=None):
 def outcome(run_dir):
     """What must not depend on interruptions: weights, masks, metrics rows, result metrics."""
     import keras
+
     import grasp_tf  # noqa: F401  (registers FixedMaskWrapper)
 
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)

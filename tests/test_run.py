@@ -23,6 +23,7 @@ def run(args, env=None, **kw):
 def assert_masked_zeros(run_dir):
     """The saved model's masks equal masks.npz and its pruned kernels are exactly zero."""
     import keras
+
     import grasp_tf
 
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)

@@ -133,6 +133,6 @@ def test_a_flagfile_that_is_not_utf8_is_one_line_exit_2(tmp_path):
     (tmp_path / "latin1.cfg").write_bytes(b"# r\xe9glages\n--epochs=1\n")
     r = run(["-m", "train.run", "--flagfile=latin1.cfg"], tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.splitlines() == [f"error: --flagfile=latin1.cfg: latin1.cfg is not UTF-8 text (byte 0xe9 on "
+    assert r.stderr.splitlines() == ["error: --flagfile=latin1.cfg: latin1.cfg is not UTF-8 text (byte 0xe9 on "
                                      "line 1); save it as UTF-8"]
     assert not (tmp_path / "runs").exists()

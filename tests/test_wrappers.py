@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from grasp_tf import FixedMaskWrapper, apply_masks, get_masks, sparsity_report, strip_pruning
+from grasp_tf import FixedMaskWrapper, apply_masks, get_masks, keys, sparsity_report, strip_pruning
 from grasp_tf.prunable import prunable_weights
-from grasp_tf import keys
 
 X = np.random.default_rng(1).random((8, 8, 8, 3)).astype("float32")
 

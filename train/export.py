@@ -22,7 +22,6 @@ def export_run(run_dir: str, output: str | None = None, storage: str = "sparse",
     import keras
 
     import grasp_tf  # registers FixedMaskWrapper for loading
-
     from train import artifacts
 
     path = os.path.join(run_dir, "model.keras")

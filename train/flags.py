@@ -98,8 +98,14 @@ flags.DEFINE_integer("steps_per_epoch", 0, "Cap on steps per epoch, the first N 
 
 
 # Each method's own options (--temperature, --chunk_size, --rounds, ...): train/method_flags.py.
-from train.method_flags import (FLAG_OF, METHOD_FLAGS, define_method_flags, library_options,  # noqa: E402,F401
-                                method_values, names_a_method_flag)
+from train.method_flags import (  # noqa: E402,F401
+    FLAG_OF,
+    METHOD_FLAGS,
+    define_method_flags,
+    library_options,
+    method_values,
+    names_a_method_flag,
+)
 
 section("method options (each for the --method values in brackets)")
 if names_a_method_flag(sys.argv):  # else at first use: see define_method_flags

@@ -7,8 +7,8 @@ import sys
 import time
 from typing import Any
 
-import tensorflow as tf
 import keras
+import tensorflow as tf
 
 import grasp_tf
 import models

@@ -12,9 +12,8 @@ import sys
 
 from absl import flags, logging
 
-import train.quiet  # noqa: F401  (first: notes whether the user set TF's log level)
-
 import train.flags  # noqa: F401  (defines every flag)
+import train.quiet  # noqa: F401  (first: notes whether the user set TF's log level)
 from train import artifacts, rundir
 
 FLAGS = flags.FLAGS
@@ -35,8 +34,8 @@ def config() -> dict:
 
 def validate(cfg: dict) -> None:
     """Check what flag parsing cannot (names, combinations) before anything is created or loaded."""
-    from grasp_tf import criteria
     import models
+    from grasp_tf import criteria
     from train import data
 
     if cfg["dataset"] not in data.names():

@@ -26,9 +26,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 
 from grasp_tf import hessian, masking, progress, sampling, streaming
-from grasp_tf.criteria import force, grasp, magnitude, prospr, random, snip, synflow
-from grasp_tf.criteria import describe
-from grasp_tf.criteria import ntk_sap, phew
+from grasp_tf.criteria import describe, force, grasp, magnitude, ntk_sap, phew, prospr, random, snip, synflow
 from grasp_tf.criteria.base import Criterion, Option
 from grasp_tf.prunable import Prunable, prunable_weights
 

@@ -8,9 +8,20 @@ The scoring engine the criteria share, one idea per module:
 * ``loss``: :class:`ChunkLoss`, one chunk's loss compiled, and :func:`chunk_loss`.
 """
 from grasp_tf.hessian.autodiff import (
-    Tensors, cross_entropy, gradient, gradient_and_hessian_gradient, hessian_vector_product)
+    Tensors,
+    cross_entropy,
+    gradient,
+    gradient_and_hessian_gradient,
+    hessian_vector_product,
+)
 from grasp_tf.hessian.function import (
-    LegacyModelFunction, ModelFunction, bind, logits_of, output_width, stateless_logits)
+    LegacyModelFunction,
+    ModelFunction,
+    bind,
+    logits_of,
+    output_width,
+    stateless_logits,
+)
 from grasp_tf.hessian.loss import ChunkLoss, Logits, chunk_loss
 from grasp_tf.hessian.patches import compute_dtype, exact_moments, scoring_mode
 

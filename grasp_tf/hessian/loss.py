@@ -17,7 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from grasp_tf.hessian.autodiff import (
-    Tensors, cross_entropy, gradient, gradient_and_hessian_gradient, hessian_vector_product)
+    Tensors,
+    cross_entropy,
+    gradient,
+    gradient_and_hessian_gradient,
+    hessian_vector_product,
+)
 from grasp_tf.hessian.function import LegacyModelFunction, ModelFunction, stateless_logits
 
 Logits = Callable[[Tensors, Tensors, tf.Tensor], tf.Tensor]

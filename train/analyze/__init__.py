@@ -13,17 +13,15 @@ Each writes ``<command>.png`` and ``<command>.csv`` (plus JSON or Markdown) into
 command (``gradnorm``, ``layers``, ``curves``, ``compare``), ``common`` for what they share and
 ``cli`` for the flags and the dispatch; the names below are re-exported for convenience.
 """
-import train.quiet  # noqa: F401  (first: notes whether the user set TF's log level)
-
 import matplotlib
+
+import train.quiet  # noqa: F401  (first: notes whether the user set TF's log level)
 
 matplotlib.use("Agg")  # before any command module imports pyplot: figures are files, never windows
 
 from train.analyze.cli import COMMANDS, DEFAULT_LIMIT, define_flags, main  # noqa: E402
-from train.analyze.common import (expand, labels_for, percent, read_csv, run_config, run_label,  # noqa: E402
-                                  write_csv)
-from train.analyze.compare import (EXECUTION_KEYS, GROUP_KEYS, PAPER_RESULTS, aggregate,  # noqa: E402
-                                   markdown_table, paper_cells)
+from train.analyze.common import expand, labels_for, percent, read_csv, run_config, run_label, write_csv  # noqa: E402
+from train.analyze.compare import EXECUTION_KEYS, GROUP_KEYS, PAPER_RESULTS, aggregate, markdown_table, paper_cells  # noqa: E402
 from train.analyze.curves import METRIC_COLUMNS, read_curves  # noqa: E402
 from train.analyze.gradnorm import PAPER_FLAGFILE, gradnorm_rows, sparsity_list, summarize_gradnorm  # noqa: E402
 from train.errors import UsageError  # noqa: E402

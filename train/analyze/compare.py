@@ -11,8 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from train import artifacts
-from train.analyze.common import (Config, Log, expand, label_axes, line_styles, percent, read_csv, save_figure,
-                                  write_csv)
+from train.analyze.common import Config, Log, expand, label_axes, line_styles, percent, read_csv, save_figure, write_csv
 from train.artifacts import EXECUTION_FLAGS
 from train.errors import UsageError
 

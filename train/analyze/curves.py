@@ -7,8 +7,17 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 
 from train import artifacts
-from train.analyze.common import (Config, Log, expand, label_axes, labels_for, line_styles, run_config,
-                                  save_figure, write_csv)
+from train.analyze.common import (
+    Config,
+    Log,
+    expand,
+    label_axes,
+    labels_for,
+    line_styles,
+    run_config,
+    save_figure,
+    write_csv,
+)
 from train.errors import UsageError
 
 METRIC_COLUMNS = ("loss", "test_loss", "accuracy", "test_accuracy")

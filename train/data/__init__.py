@@ -15,6 +15,7 @@ import dataclasses
 
 from train.data.base import SPECS, DataNotFoundError, Source, Spec, default_data_dir, names, register
 from train.data.pipeline import Data, assemble
+
 # The families register their datasets on import, in the order names() lists them.
 from train.data import fashion_mnist, cifar, tiny_imagenet, imagenet  # noqa: E402,F401  isort: skip
 from train.data.fashion_mnist import _FASHION_FILES, DEBIAN_FASHION_MNIST_DIR, read_idx  # noqa: E402
