@@ -157,11 +157,6 @@ def main(argv: list[str] | None = None) -> None:
             f"--test_limit={args.test_limit}", f"--batch_size={args.batch_size}", f"--lr={args.lr}"] + (
             ["--no_dense"] if args.no_dense else []) if args.quick else [])
         backlog = [c for c in all_cells if c not in todo and needs_measuring(c)]
-        if backlog:  # finished cells measured before (or never): gradient norm, connectivity from their masks
-            print(f"measuring {len(backlog)} finished cells' masks", flush=True)
-            run_measure([c["dir"] for c in backlog], worker_argv)
-            for cell in backlog if args.commit else []:
-                commit_cell(cell)
         print(f"{len(todo)} of {len(all_cells)} cells to run ({len(all_cells) - len(todo)} done), {args.jobs} at a "
               f"time; results in {args.output_dir}", flush=True)
         from concurrent.futures import ThreadPoolExecutor
@@ -185,6 +180,11 @@ def main(argv: list[str] | None = None) -> None:
                 eta = (time.perf_counter() - t0) / finished * (len(todo) - i)
                 print(f"{time.strftime('%H:%M:%S')} [{i}/{len(todo)}] {label}: trained in {seconds:.0f}s; "
                       f"ETA {eta / 60:.0f} min", flush=True)
+        if backlog:  # after the new cells: finished cells' gradient norm / connectivity from their masks
+            print(f"measuring {len(backlog)} finished cells' masks", flush=True)
+            run_measure([c["dir"] for c in backlog], worker_argv)
+            for cell in backlog if args.commit else []:
+                commit_cell(cell)
     print(report(args))
     if args.commit and not args.report_only:
         out = args.output_dir

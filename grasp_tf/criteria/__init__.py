@@ -25,9 +25,9 @@ from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-from grasp_tf import hessian, masking, progress, sampling, streaming
+from grasp_tf import masking, progress, sampling, streaming
 from grasp_tf.criteria import describe, force, grasp, magnitude, ntk_sap, phew, prospr, random, snip, synflow
-from grasp_tf.criteria.base import Criterion, Option
+from grasp_tf.criteria.base import Criterion, Option, classes
 from grasp_tf.prunable import Prunable, prunable_weights
 
 __all__ = ["Criterion", "Option", "register", "get", "names", "score", "masks", "documented"]
@@ -92,12 +92,6 @@ def _checked(scores: Any, weights: list, method: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _classes(model: Any, x: np.ndarray) -> int:
-    width = hessian.output_width(model, x)
-    if width < 2:
-        raise ValueError(f"The model has {width} output; scoring with a loss needs a classifier "
-                         "with one logit per class (at least 2).")
-    return width
 
 
 def score(model: Any, data: Any, method: str, *, prunable: Prunable = None,
@@ -121,7 +115,7 @@ def score(model: Any, data: Any, method: str, *, prunable: Prunable = None,
         return _checked(criterion.score_fn(model, weights, data, seed=seed, **method_opts), weights, method)
     if data is None:
         raise ValueError(f"Method {method!r} needs data: an (x, y) pair or a tf.data.Dataset.")
-    with sampling.draw(data, lambda x: _classes(model, x), samples_per_class=samples_per_class,
+    with sampling.draw(data, lambda x: classes(model, x), samples_per_class=samples_per_class,
                        num_draws=num_draws, sample_storage=sample_storage, verbose=verbose) as sample:
         scores = criterion.score_fn(model, weights, sample, seed=seed, **method_opts)
         return _checked(scores, weights, method)

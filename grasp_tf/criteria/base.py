@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from grasp_tf import _keras_internals
+from grasp_tf import _keras_internals, hessian, sampling
 from grasp_tf.criteria.options import Option  # noqa: F401  (declared here by every method module)
 from grasp_tf.prunable import PrunableWeight
 
@@ -229,3 +229,34 @@ def check_loss(loss: Any, where: str) -> None:
 def keyed(weights: Sequence[PrunableWeight], arrays: Iterable[Any]) -> dict[str, np.ndarray]:
     """``{key: array}`` in weight order, as float32 numpy arrays."""
     return {w.key: np.asarray(a, dtype=np.float32) for w, a in zip(weights, arrays)}
+
+
+def classes(model: Any, x: np.ndarray) -> int:
+    """The number of classes ``model`` scores (its output width); a ValueError below 2."""
+    width = hessian.output_width(model, x)
+    if width < 2:
+        raise ValueError(f"The model has {width} output; scoring with a loss needs a classifier "
+                         "with one logit per class (at least 2).")
+    return width
+
+
+def input_spec(model: Any, data: Any, method: str) -> tuple[tuple[int, ...], Any]:
+    """One example's input ``(shape, dtype)``: declared by the model, or else read from ``data``.
+
+    For data-free methods (SynFlow, NTK-SAP); a ValueError names ``method`` when a model has
+    several inputs or neither the model nor ``data`` gives the shape.
+    """
+    try:
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError, TypeError):
+        inputs = []
+    if len(inputs) > 1:
+        raise ValueError(f"{method} supports models with a single input.")
+    if inputs and all(d is not None for d in inputs[0].shape[1:]):
+        return tuple(int(d) for d in inputs[0].shape[1:]), inputs[0].dtype
+    if data is not None:
+        x = next(sampling.batches(data), (None, None))[0]
+        if x is None:
+            raise ValueError("The dataset is empty: it yielded no batches.")
+        return tuple(int(d) for d in x.shape[1:]), x.dtype
+    raise ValueError(f"{method} needs the input shape: build the model on a keras.Input or pass data.")

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from grasp_tf import hessian, masking, sampling
-from grasp_tf.criteria.base import Criterion, Option, check_loss, keyed
+from grasp_tf.criteria.base import Criterion, Option, check_loss, classes, keyed
 from grasp_tf.progress import Progress, Verbose
 from grasp_tf.prunable import Prunable, PrunableWeight, prunable_weights
 
@@ -89,12 +89,6 @@ def keep_largest(scores: dict[str, np.ndarray], count: Callable[[int], int], sco
     return out
 
 
-def _classes(model: Any, x: np.ndarray) -> int:
-    width = hessian.output_width(model, x)
-    if width < 2:
-        raise ValueError(f"The model has {width} output; scoring with a loss needs a classifier "
-                         "with one logit per class (at least 2).")
-    return width
 
 
 class Groups:
@@ -124,7 +118,7 @@ def drawn_groups(model: Any, data: Any, count: int, method: str, *, samples_per_
     if data is None:
         raise ValueError(f"Method {method!r} needs data: an (x, y) pair or a tf.data.Dataset.")
     stream = isinstance(data, tf.data.Dataset) and fresh
-    with sampling.draw(data, lambda x: _classes(model, x), samples_per_class=samples_per_class,
+    with sampling.draw(data, lambda x: classes(model, x), samples_per_class=samples_per_class,
                        num_draws=num_draws * count if stream else num_draws, sample_storage=sample_storage,
                        verbose=verbose) as sample:
         yield Groups(sample, count, num_draws, shared=not stream)

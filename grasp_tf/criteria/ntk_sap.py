@@ -31,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from grasp_tf import _keras_internals, hessian, masking, sampling
-from grasp_tf.criteria.base import Criterion, Option, keyed
+from grasp_tf import _keras_internals, hessian, masking
+from grasp_tf.criteria.base import Criterion, Option, input_spec, keyed
 from grasp_tf.progress import Progress
 from grasp_tf.prunable import Prunable, PrunableWeight, is_tf_keras, prunable_weights
 
@@ -40,22 +40,6 @@ SCHEDULES = ("exponential", "linear")
 REINITS = ("kaiming_normal", "none")
 
 
-def _input_shape(model: Any, data: Any) -> tuple[int, ...]:
-    """One example's input shape (declared by the model, or else read from ``data``)."""
-    try:
-        inputs = list(model.inputs)
-    except (AttributeError, ValueError, TypeError):
-        inputs = []
-    if len(inputs) > 1:
-        raise ValueError("NTK-SAP supports models with a single input.")
-    if inputs and all(d is not None for d in inputs[0].shape[1:]):
-        return tuple(int(d) for d in inputs[0].shape[1:])
-    if data is not None:
-        x = next(sampling.batches(data), (None, None))[0]
-        if x is None:
-            raise ValueError("The dataset is empty: it yielded no batches.")
-        return tuple(int(d) for d in x.shape[1:])
-    raise ValueError("NTK-SAP needs the input shape: build the model on a keras.Input or pass data.")
 
 
 def _fan_in(weight: PrunableWeight) -> int:
@@ -188,7 +172,7 @@ class _Setup:
     """What every round needs: the bound network, the base weights, fans, input shape and batch sizes."""
 
     def __init__(self, model: Any, weights: Sequence[PrunableWeight], data: Any) -> None:
-        self.shape = _input_shape(model, data)
+        self.shape = input_spec(model, data, "NTK-SAP")[0]
         self.classes = hessian.output_width(model, np.zeros((1, *self.shape), np.float32))
         self.fans = [_fan_in(w) for w in weights]
 

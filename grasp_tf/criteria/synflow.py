@@ -17,32 +17,13 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from grasp_tf import hessian, masking, sampling
-from grasp_tf.criteria.base import Criterion, Option, keyed
+from grasp_tf import hessian, masking
+from grasp_tf.criteria.base import Criterion, Option, input_spec, keyed
 from grasp_tf.prunable import Prunable, PrunableWeight, prunable_weights
 
 SCHEDULES = ("exponential", "linear")
 
 
-def _ones_input(model: Any, data: Any) -> np.ndarray:
-    """One all-ones example shaped like the model's input (declared, or else taken from ``data``)."""
-    try:
-        inputs = list(model.inputs)
-    except (AttributeError, ValueError, TypeError):
-        inputs = []
-    if len(inputs) > 1:
-        raise ValueError("SynFlow supports models with a single input.")
-    if inputs and all(d is not None for d in inputs[0].shape[1:]):
-        shape, dtype = tuple(inputs[0].shape[1:]), inputs[0].dtype
-    elif data is not None:
-        x = next(sampling.batches(data), (None, None))[0]
-        if x is None:
-            raise ValueError("The dataset is empty: it yielded no batches.")
-        shape, dtype = x.shape[1:], x.dtype
-    else:
-        raise ValueError("SynFlow needs the input shape: build the model on a keras.Input or pass data.")
-    dtype = tf.as_dtype(dtype)
-    return np.ones((1, *shape), dtype=np.float32 if dtype.is_floating else dtype.as_numpy_dtype)
 
 
 @contextlib.contextmanager
@@ -50,7 +31,9 @@ def _linearised(model: Any, weights: Sequence[PrunableWeight], data: Any
                 ) -> Iterator[Callable[[Sequence[np.ndarray] | None], list[np.ndarray]]]:
     """Scores of the |θ| network on an all-ones input, for any masking of its scored weights."""
     absolute = [(v, np.abs(np.asarray(v))) for v in model.variables if tf.as_dtype(v.dtype).is_floating]
-    x = tf.constant(_ones_input(model, data))
+    shape, dtype = input_spec(model, data, "SynFlow")
+    dtype = tf.as_dtype(dtype)
+    x = tf.constant(np.ones((1, *shape), np.float32 if dtype.is_floating else dtype.as_numpy_dtype))
     with hessian.bind(model, [w.variable for w in weights], absolute) as function:
         base = [np.asarray(p) for p in function.params]
         flow = lambda p: tf.reduce_sum(function.logits(p, x, training=False))
