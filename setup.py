@@ -31,5 +31,5 @@ setup(
         "matplotlib>=3.5",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout", "ruff>=0.5"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "pytest-xdist>=3", "ruff>=0.5"]},
 )

@@ -350,3 +350,20 @@ def test_run_identity_and_compare_grouping_share_one_list_of_execution_flags():
     assert NOT_IN_IDENTITY is artifacts.EXECUTION_FLAGS
     assert compare.EXECUTION_KEYS == artifacts.EXECUTION_FLAGS | {"seed"}
     assert analyze.EXECUTION_KEYS is compare.EXECUTION_KEYS
+
+
+def test_compare_legend_follows_the_figures_method_order(tmp_path, monkeypatch):
+    """Dense first, then GraSP, SNIP, random (as gradnorm and layers order them), not alphabetically."""
+    import matplotlib.pyplot as plt
+
+    from train.analyze import compare
+
+    rows = [dict(dataset="fashion_mnist", model="conv4", method=m, sparsity=0.0 if m == "none" else 0.9,
+                 init="kaiming", settings="", best_test_accuracy_mean=50.0, best_test_accuracy_std=1.0)
+            for m in ("random", "none", "snip", "grasp")]
+    seen = {}
+    monkeypatch.setattr(compare, "save_figure",
+                        lambda fig, path: seen.update(labels=fig.axes[0].get_legend_handles_labels()[1]))
+    compare.plot_compare(rows, {}, "best_test_accuracy", str(tmp_path / "c.png"))
+    plt.close("all")
+    assert seen["labels"] == ["dense", "grasp", "snip", "random"]

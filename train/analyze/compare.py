@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from train import artifacts
+from train import artifacts, colors
 from train.analyze.common import Config, Log, expand, label_axes, line_styles, percent, read_csv, save_figure, write_csv
 from train.artifacts import EXECUTION_FLAGS
 from train.errors import UsageError
@@ -126,6 +126,7 @@ def plot_compare(rows: Sequence[dict[str, Any]], paper: dict[tuple[Any, ...], li
     sparsities = sorted({r["sparsity"] for r in rows if r["method"] != "none"}) or [0.0]
     pos = {s: i for i, s in enumerate(sparsities)}
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    lines = dict(sorted(lines.items(), key=lambda kv: colors.rank(kv[0][0])))  # legend in the figures' method order
     for (key, rs), style in zip(lines.items(), line_styles([k[0] for k in lines])):
         rs = sorted(rs, key=lambda r: r["sparsity"])
         label = " ".join(str(key[i]) for i in range(len(fields)) if i not in shared and key[i])

@@ -73,10 +73,11 @@ def plot_layers(keys: Sequence[str], labels: Sequence[str], densities: Sequence[
     fig, ax = plt.subplots(figsize=(max(7.0, 0.25 * len(keys)), 4.5))
     for label, d, style in zip(labels, densities, line_styles(methods)):
         ax.plot(x, [100 * d[k] for k in keys], label=label, **style)
-    if len(keys) <= 12:  # few layers: name them
-        ax.set_xticks(x, [f"{i}: {k.rsplit('/', 1)[0]}" for i, k in zip(x, keys)], rotation=30, ha="right")
-    else:
-        ax.set_xticks(x)
+    names = [f"{i}: {k.rsplit('/', 1)[0]}" for i, k in zip(x, keys)]
+    if len(keys) <= 12:
+        ax.set_xticks(x, names, rotation=30, ha="right")
+    else:  # many layers: upright names, smaller
+        ax.set_xticks(x, names, rotation=90, fontsize="x-small")
     ax.set_ylim(bottom=0)
     label_axes(ax, "layer index (input to output)", "weights kept (%)", title)
     save_figure(fig, path)
