@@ -33,6 +33,15 @@ def test_import_grasp_tf_prints_nothing(tmp_path):
     assert r.stderr == "", r.stderr  # no start-up block, no "failed call to cuInit" at the first op
 
 
+@pytest.mark.subprocess
+def test_the_tools_hide_tensorflows_retracing_notes_unless_asked(tmp_path):
+    """A tool scoring several fresh models (train.analyze gradnorm) must not print tf.function retracing notes."""
+    code = ("from train import quiet; quiet.import_tensorflow(); import tensorflow as tf\n"
+            "for i in range(8): tf.function(lambda x: x + 1)(tf.constant(float(i)))\n")
+    assert run(["-c", code], tmp_path).stderr == ""
+    assert "retracing" in run(["-c", code], tmp_path, GRASP_TF_VERBOSE_LOG="1").stderr
+
+
 def test_the_filter_hides_the_start_up_block_and_keeps_everything_else(capfd, monkeypatch):
     from grasp_tf import quiet
 

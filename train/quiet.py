@@ -32,6 +32,11 @@ def import_tensorflow(verbose: bool = False) -> None:
             os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     import grasp_tf  # noqa: F401  (grasp_tf.quiet imports TensorFlow and probes its devices)
 
+    if os.environ.get(VERBOSE_ENV, "") in ("", "0"):  # TensorFlow's Python-side notes (tf.function retracing)
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+
 
 @contextlib.contextmanager
 def filtered_stderr() -> Iterator[None]:
