@@ -367,3 +367,21 @@ def test_compare_legend_follows_the_figures_method_order(tmp_path, monkeypatch):
     compare.plot_compare(rows, {}, "best_test_accuracy", str(tmp_path / "c.png"))
     plt.close("all")
     assert seen["labels"] == ["dense", "grasp", "snip", "random"]
+
+
+def test_compare_settings_show_a_method_option_only_where_it_varies_within_the_method(tmp_path):
+    """Each method's own options (null for the others) do not split or label groups unless they vary."""
+    from train.analyze import compare
+
+    def result(method, seed, **options):
+        config = {"dataset": "fashion_mnist", "model": "conv4", "method": method, "sparsity": 0.9, "seed": seed,
+                  "init": "kaiming", "epochs": 2, "temperature": None, "rounds": None, **options}
+        return {"config": config, "best_test_accuracy": 0.5, "final_test_accuracy": 0.5,
+                "sparsity": {"global": {"sparsity": 0.9}}}
+
+    plain = [result("grasp", s, temperature=200.0) for s in (0, 1)] + [result("force", s, rounds=60) for s in (0, 1)]
+    assert [(r["method"], r["settings"], r["runs"]) for r in compare.aggregate(plain)] == [
+        ("force", "", 2), ("grasp", "", 2)]
+    varied = plain + [result("grasp", 2, temperature=1.0)]
+    assert [(r["method"], r["settings"], r["runs"]) for r in compare.aggregate(varied)] == [
+        ("force", "", 2), ("grasp", "temperature=1.0", 1), ("grasp", "temperature=200.0", 2)]

@@ -44,15 +44,24 @@ def aggregate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Runs grouped by GROUP_KEYS and every other non-execution flag; accuracies (%) as mean ± std over seeds.
 
     Flags besides GROUP_KEYS whose values differ between the runs given are listed per group
-    in ``settings``: runs of different recipes are never averaged together. std is the sample
-    standard deviation (ddof=1; NaN for one run).
+    in ``settings``: runs of different recipes are never averaged together. A method's own
+    option (``--temperature``, ``--rounds``, ...; null for methods without it) counts only when
+    it differs between runs of the same method. std is the sample standard deviation (ddof=1;
+    NaN for one run).
     """
-    from grasp_tf import analysis
+    from grasp_tf import analysis, criteria
 
     configs = [r["config"] for r in results]
-    varying = sorted(k for k in set().union(*configs)
-                     if k not in EXECUTION_KEYS and k not in GROUP_KEYS
-                     and len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1)
+    options = {o.name for name in criteria.names() for o in criteria.get(name).option_specs}
+    by_method: dict[Any, list[dict[str, Any]]] = {}
+    for c in configs:
+        by_method.setdefault(c.get("method"), []).append(c)
+
+    def differs(among: Sequence[dict[str, Any]], k: str) -> bool:
+        return len({json.dumps(c.get(k), sort_keys=True) for c in among}) > 1
+
+    varying = sorted(k for k in set().union(*configs) if k not in EXECUTION_KEYS and k not in GROUP_KEYS
+                     and (any(differs(cs, k) for cs in by_method.values()) if k in options else differs(configs, k)))
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in results:
         key = group_key(r["config"]) + tuple(json.dumps(r["config"].get(k), sort_keys=True) for k in varying)
@@ -64,7 +73,8 @@ def aggregate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(set(seeds)) < len(seeds):
             print(f"warning: runs of {key[:5]} repeat seeds {seeds}", file=sys.stderr)
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key[:5]))
-        row["settings"] = " ".join(f"{k}={members[0]['config'].get(k)}" for k in varying)
+        row["settings"] = " ".join(f"{k}={members[0]['config'].get(k)}" for k in varying
+                                   if k not in options or members[0]["config"].get(k) is not None)
         row["runs"] = len(members)
         row["seeds"] = " ".join(str(s) for s in seeds)
         for metric in ("best_test_accuracy", "final_test_accuracy"):
