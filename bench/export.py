@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -29,6 +30,10 @@ import tensorflow as tf  # noqa: E402
 
 import grasp_tf  # noqa: E402
 import models  # noqa: E402
+
+if __package__ in (None, ""):  # run as `python bench/<script>.py`: bench/ is not installed, import it from here
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 from bench import common  # noqa: E402
 from grasp_tf import criteria, masking  # noqa: E402
 from grasp_tf.prunable import prunable_weights  # noqa: E402

@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+if __package__ in (None, ""):  # run as `python bench/<script>.py`: bench/ is not installed, import it from here
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import common, study_findings, study_report
 from bench.study_cells import ABLATIONS, MODELS, ROOT, cells, collect, commit_cell, measure, needs_measuring, run_cell
 from bench.study_report import LATER_METHODS, METHODS
