@@ -69,6 +69,18 @@ def _filter_process(saved: int) -> subprocess.Popen | None:
 
 
 @contextlib.contextmanager
+def _stderr_into(fd: int, saved: int) -> Iterator[None]:
+    """File descriptor 2 pointed at ``fd`` inside the block, then back to ``saved`` (which is closed)."""
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
 def filtered_stderr() -> Iterator[None]:
     """Hide the start-up lines printed (from C++ or Python) to stderr inside the block; pass the rest on.
 
@@ -82,26 +94,20 @@ def filtered_stderr() -> Iterator[None]:
     helper = _filter_process(saved)
     if helper is None:  # captured to a file and replayed afterwards
         with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
             try:
-                yield
+                with _stderr_into(captured.fileno(), saved):
+                    yield
             finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
                 captured.seek(0)
                 rest = [line for line in captured.read().decode(errors="replace").splitlines()
                         if not startup_noise(line)]
                 if rest:
                     print("\n".join(rest), file=sys.stderr, flush=True)
         return
-    os.dup2(helper.stdin.fileno(), 2)
     try:
-        yield
+        with _stderr_into(helper.stdin.fileno(), saved):
+            yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
         helper.stdin.close()
         try:
             helper.wait(timeout=30)  # everything passed on before anything printed after the block
