@@ -8,7 +8,7 @@ the threshold and keeps every weight tied with it, so it removes at most k (usua
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -61,6 +61,18 @@ def _removal_order_mask(flat: np.ndarray, k: int, remove_largest: bool, count_ru
     return keep
 
 
+def by_scope(arrays: Mapping[str, np.ndarray], scope: str,
+             keep: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """``keep`` (flat scores -> flat keep-mask) applied per array (``"layerwise"``) or to all at once, reshaped back."""
+    if scope == "layerwise":
+        return {k: keep(a.ravel()).reshape(a.shape) for k, a in arrays.items()}
+    flat = keep(np.concatenate([a.ravel() for a in arrays.values()]))
+    out, start = {}, 0
+    for k, a in arrays.items():
+        out[k], start = flat[start:start + a.size].reshape(a.shape), start + a.size
+    return out
+
+
 def masks_from_scores(
     scores: Mapping[str, np.ndarray],
     sparsity: float,
@@ -81,17 +93,8 @@ def masks_from_scores(
     for k, a in zip(keys, arrays):
         if not np.all(np.isfinite(a)):
             raise ValueError(f"Scores for {k!r} contain NaN or infinity; cannot rank them.")
-    if scope == "layerwise":
-        return {k: _removal_order_mask(a.ravel(), int(np.floor(a.size * sparsity)), remove_largest,
-                                       count_rule).reshape(a.shape)
-                for k, a in zip(keys, arrays)}
-    flat = np.concatenate([a.ravel() for a in arrays])
-    keep = _removal_order_mask(flat, int(np.floor(flat.size * sparsity)), remove_largest, count_rule)
-    out, start = {}, 0
-    for k, a in zip(keys, arrays):
-        out[k] = keep[start:start + a.size].reshape(a.shape)
-        start += a.size
-    return out
+    return by_scope(dict(zip(keys, arrays)), scope, lambda flat: _removal_order_mask(
+        flat, int(np.floor(flat.size * sparsity)), remove_largest, count_rule))
 
 
 def shuffle_within_layers(masks: Mapping[str, np.ndarray], seed: int | None = None) -> dict[str, np.ndarray]:

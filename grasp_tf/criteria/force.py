@@ -79,14 +79,7 @@ def keep_largest(scores: dict[str, np.ndarray], count: Callable[[int], int], sco
         keep[np.argsort(-flat, kind="stable")[:k]] = True
         return keep
 
-    arrays = {k: np.asarray(v, np.float64) for k, v in scores.items()}
-    if scope == "layerwise":
-        return {k: one(a.ravel()).reshape(a.shape) for k, a in arrays.items()}
-    flat = one(np.concatenate([a.ravel() for a in arrays.values()]))
-    out, start = {}, 0
-    for k, a in arrays.items():
-        out[k], start = flat[start:start + a.size].reshape(a.shape), start + a.size
-    return out
+    return masking.by_scope({k: np.asarray(v, np.float64) for k, v in scores.items()}, scope, one)
 
 
 

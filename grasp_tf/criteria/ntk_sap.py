@@ -198,13 +198,7 @@ def _reference_masks(scores: dict[str, np.ndarray], density: float, scope: str) 
         k = int((1.0 - density) * flat.size)
         return np.ones(flat.size, bool) if k < 1 else flat > np.partition(flat, k - 1)[k - 1]
 
-    if scope == "layerwise":
-        return {k: one(s.ravel()).reshape(s.shape) for k, s in scores.items()}
-    keep = one(np.concatenate([s.ravel() for s in scores.values()]))
-    out, start = {}, 0
-    for k, s in scores.items():
-        out[k], start = keep[start:start + s.size].reshape(s.shape), start + s.size
-    return out
+    return masking.by_scope(scores, scope, one)
 
 
 def ntk_sap_masks(model: Any, data: Any, sparsity: float, *, scope: str = "global", count_rule: str = "exact",
