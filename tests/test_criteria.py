@@ -334,6 +334,46 @@ def test_synflow_prunes_iteratively_to_the_exact_count():
 
 
 
+def deep_residual(dtype=None, bias_value=0.0, depth=16, seed=0):
+    """A residual Dense stack (with one BatchNormalization) whose |θ| network overflows float32:
+    each layer multiplies the all-ones flow by ~2^10, so R ~ 2^160. Biases set to ``bias_value``."""
+    kw = {"dtype": dtype} if dtype else {}
+    inp = keras.Input((16,), dtype=dtype)
+    h = keras.layers.ReLU(**kw)(keras.layers.Dense(16, name="d0", **kw)(inp))
+    h = keras.layers.BatchNormalization(name="bn", **kw)(h)
+    for i in range(1, depth):
+        h = keras.layers.Add(**kw)([h, keras.layers.ReLU(**kw)(keras.layers.Dense(16, name=f"d{i}", **kw)(h))])
+    model = keras.Model(inp, keras.layers.Dense(CLASSES, name="out", **kw)(h))
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            layer.kernel.assign(100 * rng.normal(size=layer.kernel.shape))
+            layer.bias.assign(np.full(layer.bias.shape, bias_value))
+    return model
+
+
+def test_synflow_rescales_a_network_that_overflows_float32_exactly_up_to_a_power_of_two():
+    model = deep_residual()
+    scores = grasp_tf.compute_scores(model, None, "synflow")
+    exact = deep_residual("float64")  # the same weights (same seed), float64: no overflow
+    for var in exact.variables:
+        var.assign(np.abs(var.numpy()))
+    with tf.GradientTape() as tape:
+        flow = tf.reduce_sum(exact(np.ones((1, 16)), training=False))
+    assert 2.0 ** 128 < flow.numpy() < 2.0 ** 1000  # beyond float32, inside float64
+    expected = [np.abs(k.numpy() * g.numpy()) for k, g in zip(kernels(exact), tape.gradient(flow, kernels(exact)))]
+    got = list(scores.values())
+    assert all(np.isfinite(v).all() for v in got)
+    factor = sum(v.sum() for v in expected) / sum(v.sum() for v in got)
+    assert abs(np.log2(factor) - np.round(np.log2(factor))) < 1e-6 and np.log2(factor) > 100  # a power of two
+    assert relative_error([v * factor for v in got], expected) < 1e-5
+    masks = grasp_tf.compute_masks(model, None, 0.95, method="synflow", rounds=5)
+    n = sum(int(np.prod(k.shape)) for k in kernels(model))
+    assert removed(masks) == int(np.floor(n * 0.95))
+    with pytest.raises(ValueError, match="overflowed float32 .* not homogeneous in its input"):
+        grasp_tf.compute_scores(deep_residual(bias_value=0.5), None, "synflow")
+
+
 def test_synflow_refuses_sampling_options_it_cannot_use():
     model = net()
     for call in (lambda **kw: grasp_tf.compute_masks(model, None, 0.5, method="synflow", rounds=2, **kw),

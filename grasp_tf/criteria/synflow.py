@@ -7,7 +7,9 @@ authors' code does) on one all-ones input, in inference mode. ``compute_masks`` 
 ``schedule="exponential"`` (density_r = (1 - s)^(r/rounds)) or ``"linear"``; the last round
 hits the requested sparsity exactly and pruned weights stay pruned. ``compute_scores`` gives
 the one-shot (first-round) scores. Data is only used for the input shape when the model
-does not declare it. Deep networks can overflow float32; that raises a clear error.
+does not declare it. Where the |θ| network overflows float32 (ResNet32x2 at He initialisation: its
+output is ~2^143), the input and the backward seed are scaled by 2^-k, exact for a network
+homogeneous in its input (see :func:`_rescaled_gradient`); one that is not raises a clear error.
 """
 from __future__ import annotations
 
@@ -26,6 +28,36 @@ SCHEDULES = ("exponential", "linear")
 
 
 
+_PROBE = 100  # log2 of the input's down-scaling when probing an overflowing network's size
+
+
+def _rescaled_gradient(function: Any, x: tf.Tensor) -> Callable[[Sequence[tf.Tensor]], tuple[int, list[tf.Tensor]]]:
+    """For a |θ| network that overflows float32: its gradient with input and output scaled by 2^-k.
+
+    The linearised network at initialisation (biases, betas and moving means zero) is
+    positively homogeneous of degree 1 in its input, and ``∂R/∂θ`` is linear in the seed of
+    the backward pass, so ``R(2^-k x)`` seeded with ``2^-k`` gives every score times
+    ``2^-2k``, exactly (powers of two): the ranking is the exact-arithmetic one. ``k`` is half
+    of ``log2 R``, read from a forward pass at input ``2^-100``, so that neither pass overflows.
+    A network that is not homogeneous (nonzero biases) keeps the overflow error.
+    """
+    probe = tf.function(lambda params, scale: tf.reduce_sum(function.logits(params, scale * x, training=False)))
+    scaled = tf.function(lambda params, scale: hessian.gradient(
+        lambda p: scale * tf.reduce_sum(function.logits(p, scale * x, training=False)), params))
+
+    def gradient(params: Sequence[tf.Tensor]) -> tuple[int, list[tf.Tensor]]:
+        low, high = (float(probe(params, tf.constant(2.0 ** -e, tf.float32))) for e in (_PROBE, _PROBE - 1))
+        if not (np.isfinite(low) and low > 0 and abs(high / low - 2.0) < 1e-4):
+            raise ValueError("SynFlow scores overflowed float32 (the |θ| network's output is too large for this "
+                             "depth, and the network is not homogeneous in its input, so it cannot be rescaled "
+                             "exactly); rescale the initialisation or prune another way.")
+        k = max(1, int(np.ceil((np.log2(low) + _PROBE) / 2)))
+        _, grads = scaled(params, tf.constant(2.0 ** -k, tf.float32))
+        return k, grads
+
+    return gradient
+
+
 @contextlib.contextmanager
 def _linearised(model: Any, weights: Sequence[PrunableWeight], data: Any
                 ) -> Iterator[Callable[[Sequence[np.ndarray] | None], list[np.ndarray]]]:
@@ -38,6 +70,7 @@ def _linearised(model: Any, weights: Sequence[PrunableWeight], data: Any
         base = [np.asarray(p) for p in function.params]
         flow = lambda p: tf.reduce_sum(function.logits(p, x, training=False))
         gradient = tf.function(lambda params: hessian.gradient(flow, params))
+        rescaled = _rescaled_gradient(function, x) if dtype.is_floating else None
 
         def scores(masks: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
             values = base if masks is None else [b * m for b, m in zip(base, masks)]
@@ -45,8 +78,11 @@ def _linearised(model: Any, weights: Sequence[PrunableWeight], data: Any
             _, grads = gradient(params)
             out = [np.abs(v * g.numpy()) for v, g in zip(values, grads)]
             if not all(np.isfinite(s).all() for s in out):
-                raise ValueError("SynFlow scores overflowed float32 (the |θ| network's output is too "
-                                 "large for this depth); rescale the initialisation or prune another way.")
+                if rescaled is None:
+                    raise ValueError("SynFlow scores overflowed float32 (the |θ| network's output is too "
+                                     "large for this depth); rescale the initialisation or prune another way.")
+                _, grads = rescaled(params)
+                out = [np.abs(v * g.numpy()) for v, g in zip(values, grads)]
             return out
 
         yield scores
