@@ -1,4 +1,6 @@
 """Scoring methods: the reference GraSP procedure, baselines, registry, determinism, devices, errors."""
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -367,9 +369,11 @@ def test_synflow_rescales_a_network_that_overflows_float32_exactly_up_to_a_power
     factor = sum(v.sum() for v in expected) / sum(v.sum() for v in got)
     assert abs(np.log2(factor) - np.round(np.log2(factor))) < 1e-6 and np.log2(factor) > 100  # a power of two
     assert relative_error([v * factor for v in got], expected) < 1e-5
-    masks = grasp_tf.compute_masks(model, None, 0.95, method="synflow", rounds=5)
+    with warnings.catch_warnings():  # a pruned weight whose cut paths overflow scores 0, never 0 * inf = nan
+        warnings.simplefilter("error", RuntimeWarning)
+        masks = grasp_tf.compute_masks(model, None, 0.99, method="synflow")
     n = sum(int(np.prod(k.shape)) for k in kernels(model))
-    assert removed(masks) == int(np.floor(n * 0.95))
+    assert removed(masks) == int(np.floor(n * 0.99))
     with pytest.raises(ValueError, match="overflowed float32 .* not homogeneous in its input"):
         grasp_tf.compute_scores(deep_residual(bias_value=0.5), None, "synflow")
 
@@ -467,7 +471,7 @@ def test_a_real_fashion_mnist_stream_is_sampled_class_balanced(fashion_mnist_sli
     assert close(scores, grasp_tf.compute_scores(model, (x[chosen], y[chosen]), "grasp", seed=0), 1e-6)
     masks = grasp_tf.compute_masks(model, stream, 0.95, samples_per_class=3, seed=0)
     n = sum(m.size for m in masks.values())
-    assert removed(masks) == int(np.floor(n * 0.95))
+    assert removed(masks) == int(np.floor(n * 0.99))
 
 
 def only_bn():

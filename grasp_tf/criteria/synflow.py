@@ -58,6 +58,13 @@ def _rescaled_gradient(function: Any, x: tf.Tensor) -> Callable[[Sequence[tf.Ten
     return gradient
 
 
+def _products(values: Sequence[np.ndarray], grads: Sequence[tf.Tensor]) -> list[np.ndarray]:
+    """``|θ ⊙ g|``, 0 where θ = 0 (a pruned weight's gradient, summing paths the mask has cut, may overflow
+    where every kept one is finite; its score is 0 in exact arithmetic, not ``0 * inf = nan``)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # an overflow is detected (and rescaled) by the caller
+        return [np.where(v == 0, np.float32(0), np.abs(v * g.numpy())) for v, g in zip(values, grads)]
+
+
 @contextlib.contextmanager
 def _linearised(model: Any, weights: Sequence[PrunableWeight], data: Any
                 ) -> Iterator[Callable[[Sequence[np.ndarray] | None], list[np.ndarray]]]:
@@ -76,13 +83,13 @@ def _linearised(model: Any, weights: Sequence[PrunableWeight], data: Any
             values = base if masks is None else [b * m for b, m in zip(base, masks)]
             params = function.params_at(values)
             _, grads = gradient(params)
-            out = [np.abs(v * g.numpy()) for v, g in zip(values, grads)]
+            out = _products(values, grads)
             if not all(np.isfinite(s).all() for s in out):
                 if rescaled is None:
                     raise ValueError("SynFlow scores overflowed float32 (the |θ| network's output is too "
                                      "large for this depth); rescale the initialisation or prune another way.")
                 _, grads = rescaled(params)
-                out = [np.abs(v * g.numpy()) for v, g in zip(values, grads)]
+                out = _products(values, grads)
             return out
 
         yield scores
