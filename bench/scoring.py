@@ -15,6 +15,13 @@ order), each measurement runs in a fresh Python process (a worker), which report
   TensorFlow's C++ allocations, hence RSS; a fresh process per measurement keeps one
   measurement's caches and allocator pools out of another's.
 
+With ``--parts=methods``: every registered method's time to masks at 98% sparsity
+(``grasp_tf.compute_masks`` on the same batch of 100 images; each method with its defaults, the
+iterative ones with their published rounds; ``random`` also at ERK densities) on both models, a
+fresh process per method. The time is the first call as a user makes it (tracing included),
+divided by the warm median of one forward+backward measured in the same process (5 steps
+before the call and 5 after, so that the ratio compares times taken under the same load).
+
 Then GraSP with ``chunk_size`` on 100, 1,000 and 10,000 samples (``--scaling_model``, a smaller
 net so the 10,000-sample run fits on a CPU): time should grow linearly, memory stay flat.
 
@@ -25,6 +32,7 @@ when streamed, time linear; and GraSP on VGG16 / ResNet-50 pieces, to project th
 reference ImageNet setting.
 
     python bench/scoring.py              # full run, writes bench/results/scoring.{json,md}
+    python bench/scoring.py --parts=methods  # every method's time to masks, writes scoring_methods.{json,md}
     python bench/scoring.py --quick      # LeNet-300-100 only, in one process, < 1 minute
     python bench/scoring.py --streaming  # streamed sample, writes bench/results/scoring_streaming.{json,md}
     python bench/scoring.py --projection # VGG16 / ResNet-50 pieces, writes scoring_projection.{json,md}
@@ -104,6 +112,61 @@ def measure(model_name: str, op: str, n: int, repeats: int, chunk_size: int | No
             "first_over_warm": first / warm, "peak_mib": peak, "warm_all_s": ops, "step_all_s": steps}
 
 
+def method_variants() -> list[tuple[str, dict]]:
+    """Every registered method with its defaults, and ``random`` at ERK densities: ``[(method, options)]``."""
+    from grasp_tf import criteria
+
+    variants = [(name, {}) for name in criteria.names()]
+    return variants + [("random", {"densities": "erk"})]
+
+
+def measure_masks(model_name: str, method: str, options: dict, sparsity: float = 0.98, steps: int = 5) -> dict:
+    """One method's first ``compute_masks`` call in this process, against the warm step around it."""
+    import keras
+
+    import grasp_tf
+    import models
+
+    keras.utils.set_random_seed(0)
+    model = models.build(model_name, 10, (32, 32, 3), seed=0)
+    x, y = batch(100)
+    initial = model.get_weights()
+    step = gradient_step(model, x, y)
+    step()  # trace the reference step
+    before = [common.timed(step) for _ in range(steps)]
+    model.set_weights(initial)  # the steps ran batch norm in training mode: score the untouched initialisation
+    baseline = common.reset_peak_rss()
+    masks: dict = {}
+    first = common.timed(lambda: masks.update(grasp_tf.compute_masks(
+        model, (x, y), sparsity, method, seed=0, verbose=False, **options)))
+    peak = common.peak_rss_since(baseline)
+    after = [common.timed(step) for _ in range(steps)]
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.size for m in masks.values())
+    step_s = common.median(before + after)
+    return {"model": model_name, "method": method, "options": options, "sparsity": sparsity,
+            "first_s": first, "step_warm_s": step_s, "ratio_to_step": first / step_s, "peak_mib": peak,
+            "steps_before_s": before, "steps_after_s": after, "kept": kept, "total": total}
+
+
+def methods_table(rows: list[dict]) -> str:
+    """Markdown: per model and method the time to masks, in seconds and in warm gradient steps."""
+    def label(r: dict) -> str:
+        return r["method"] + "".join(f" ({k}={v})" for k, v in r["options"].items())
+
+    def cells(r: dict) -> list:
+        if "error" in r:
+            return [r["model"], label(r), "failed: " + r["error"], "", "", "", ""]
+        return [r["model"], label(r), f"{r['first_s']:.1f}",
+                f"{r['ratio_to_step']:.0f}" if r["ratio_to_step"] >= 1 else "< 1", f"{r['step_warm_s']:.3f}",
+                f"{r['peak_mib']:.0f}", f"{r['kept']:,} / {r['total']:,}"]
+
+    return common.markdown_table(
+        ["model", "method", "time to masks (s)", "x one fwd+bwd", "fwd+bwd (s, median)", "peak RSS growth (MiB)",
+         "kept / total"],
+        [cells(r) for r in rows])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,11 +176,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chunk_size", type=int, default=50)
     p.add_argument("--output_dir", default=common.RESULTS)
     p.add_argument("--parts", default="models,scaling",
-                   help="models (VGG19/ResNet32 timings), scaling (chunked 100/1k/10k), or both")
+                   help="models (VGG19/ResNet32 timings), scaling (chunked 100/1k/10k), or both; or methods "
+                        "(every method's time to masks at 98%%)")
+    p.add_argument("--methods", default="", help="with --parts=methods: only these (comma-separated; '' = all)")
     p.add_argument("--streaming", action="store_true",
                    help="streamed sample at ImageNet shape: 1-40 draws; disk, memory, replay (~12 min)")
     p.add_argument("--projection", action="store_true",
                    help="GraSP on VGG16 / ResNet-50 pieces of 4 and 8 images at 224 px, for the ImageNet projection")
+    p.add_argument("--mask_worker", nargs=3, metavar=("MODEL", "METHOD", "OPTIONS"), help=argparse.SUPPRESS)
     p.add_argument("--worker", nargs=3, metavar=("MODEL", "OP", "N"), help=argparse.SUPPRESS)
     p.add_argument("--stream_worker", nargs=2, metavar=("STORAGE", "DRAWS"), help=argparse.SUPPRESS)
     p.add_argument("--piece_worker", nargs=2, metavar=("MODEL", "PIECE"), help=argparse.SUPPRESS)
@@ -154,6 +220,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.streaming or args.projection:
         run_streaming(args)
         return
+    if args.mask_worker:
+        model, method, options = args.mask_worker
+        print(json.dumps(measure_masks(model, method, json.loads(options))))
+        return
+    if args.parts == "methods":
+        run_methods(args)
+        return
     if args.worker:
         model, op, n = args.worker
         print(json.dumps(measure(model, op, int(n), args.repeats, args.worker_chunk_size or None)))
@@ -186,6 +259,52 @@ def main(argv: list[str] | None = None) -> None:
         scaling.append(common.run_worker(script, ["--worker", args.scaling_model, "grasp", str(n),
                                                   f"--repeats={repeats}", f"--worker_chunk_size={args.chunk_size}"]))
         save()
+
+
+def run_methods(args: argparse.Namespace) -> None:
+    """``--parts=methods``: each model x method in a fresh process, the record saved after each.
+
+    Resumable: rows already in ``scoring_methods.json`` are kept and not measured again. A method
+    that fails on a model is recorded with its one-line error (and retried by the next run).
+    """
+    script = os.path.abspath(__file__)
+    wanted = [m for m in args.methods.split(",") if m]
+    path = os.path.join(args.output_dir, "scoring_methods.json")
+    record = {"command": "python bench/scoring.py --parts=methods", "machine": common.machine(), "rows": []}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        record["rows"] = [r for r in old["rows"] if "error" not in r]
+        if record["rows"]:  # a resumed run: the first run's machine facts stay, each resumption is listed
+            record["resumed"] = [*old.get("resumed", []), record["machine"]]
+            record["machine"], now = old["machine"], record["machine"]
+    todo = [(model, method, options) for model in MODELS for method, options in method_variants()
+            if not (wanted and method not in wanted)
+            and (model, method, json.dumps(options)) not in {(r["model"], r["method"], json.dumps(r["options"]))
+                                                            for r in record["rows"]}]
+    if not todo and "resumed" in record:  # nothing to measure: only the files are rewritten
+        record["resumed"].remove(now)
+    for model, method, options in todo:
+        try:
+            row = common.run_worker(script, ["--mask_worker", model, method, json.dumps(options)])
+        except RuntimeError as e:
+            row = {"model": model, "method": method, "options": options, "error": str(e).strip().splitlines()[-1]}
+        record["rows"].append(row)
+        print(save_methods(record, args.output_dir).splitlines()[-1], flush=True)
+    save_methods(record, args.output_dir)
+
+
+def save_methods(record: dict, output_dir: str) -> str:
+    """Write ``scoring_methods.{json,md}``, rows in model and registry order; returns the table."""
+    order = [(m, json.dumps(o)) for m, o in method_variants()]
+    record["rows"].sort(key=lambda r: (MODELS.index(r["model"]), order.index((r["method"], json.dumps(r["options"])))))
+    text = methods_table(record["rows"])
+    resumed = "".join(f"; resumed {m['date']}" + ("" if m.get("loadavg_at_start") is None else
+                                                   f" (load {m['loadavg_at_start']:.1f})")
+                      for m in record.get("resumed", []))
+    common.write_outputs("scoring_methods", record,
+                         (f"Started {record['machine']['date']}{resumed}.\n\n" if resumed else "") + text, output_dir)
+    return text
 
 
 def run_streaming(args: argparse.Namespace) -> None:

@@ -47,6 +47,13 @@ RUN = [  # (bad flags, the flag the message must name)
     (["--method=snip", "--reinit_dense"], "--reinit_dense is not an option of --method=snip (it takes "
                                           "--temperature, --reinit_kernels, --chunk_size)"),
     (["--method=synflow", "--rounds=0"], "--rounds=0 is invalid for --method=synflow: must be an integer >= 1"),
+    # Issue 19's methods: a bad choice is named by absl's enum check, a bad number with its method.
+    (["--method=iter_snip", "--schedule=cubic"], "--schedule=cubic: value should be one of <exponential|linear>"),
+    (["--method=force", "--loss=mse"], "--loss=mse: value should be one of <logit_nll|cross_entropy>"),
+    (["--method=prospr", "--inner_momentum=2"], "--inner_momentum=2.0 is invalid for --method=prospr"),
+    (["--method=ntk_sap", "--epsilon=0"], "--epsilon=0.0 is invalid for --method=ntk_sap"),
+    (["--method=random", "--densities=erk2"], "--densities=erk2: value should be one of <uniform|erk|er>"),
+    (["--method=phew", "--rounds=3"], "--rounds is not an option of --method=phew"),
     (["--init=he"], "--init="),
     (["--scope=local"], "--scope="),
     (["--strategy=tpu"], "--strategy="),

@@ -141,6 +141,21 @@ def test_reference_count_rule_keeps_int_n_keep_as_get_mask():
     np.testing.assert_array_equal(ties["a"], [True, False, True, True, False])  # the tie at the threshold is kept
 
 
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_keep_largest_without_ties_is_a_stable_sort_in_linear_time(scope):
+    rng = np.random.default_rng(0)
+    scores = {"a": rng.integers(0, 5, (7, 9)).astype(float), "b": np.where(rng.random(40) < 0.5, -1.0, 0.0)}
+    for k in (0, 1, 13, 40, 103):
+        got = force.keep_largest(scores, lambda size: min(k, size), scope, False)
+        arrays = {"all": np.concatenate([v.ravel() for v in scores.values()])} if scope == "global" else scores
+        expected = []
+        for flat in (a.ravel() for a in arrays.values()):
+            keep = np.zeros(flat.size, bool)
+            keep[np.argsort(-flat, kind="stable")[:min(k, flat.size)]] = True
+            expected.append(keep)
+        np.testing.assert_array_equal(np.concatenate([m.ravel() for m in got.values()]), np.concatenate(expected))
+
+
 def test_schedule_is_the_references():
     assert force.keep_fractions(0.99, 2, "exponential") == pytest.approx([0.1, 0.01])
     assert force.keep_fractions(0.9, 4, "linear") == pytest.approx([0.775, 0.55, 0.325, 0.1])
@@ -174,23 +189,3 @@ def test_first_round_scores_and_bad_options():
         grasp_tf.compute_masks(model, batch, 0.9, "force", rounds=0)
     with pytest.raises(ValueError, match="loss='mse'"):
         grasp_tf.compute_masks(model, batch, 0.9, "iter_snip", loss="mse")
-
-
-def test_train_run_prunes_with_force_and_its_options(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "train.run", "--dataset=fashion_mnist", "--model=conv4",
-                        "--method=force", "--rounds=3", "--loss=cross_entropy", "--sparsity=0.9",
-                        "--train_limit=640", "--batch_size=64", "--epochs=1", "--steps_per_epoch=1",
-                        f"--output_dir={out}"], cwd=root, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert r.returncode == 0, r.stderr[-3000:]
-    res = json.loads((out / "results.json").read_text())
-    glob = res["sparsity"]["global"]
-    assert res["config"]["method"] == "force" and res["config"]["rounds"] == 3
-    assert glob["total"] - glob["kept"] == int(np.floor(glob["total"] * 0.9))

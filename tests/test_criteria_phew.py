@@ -120,20 +120,3 @@ def test_refusals_name_what_is_unsupported():
         grasp_tf.compute_masks(conv_net(), None, 0.5, method="phew", scope="layerwise")
     with pytest.raises(ValueError, match="no per-weight scores"):
         grasp_tf.compute_scores(conv_net(), None, "phew")
-
-
-def test_train_run_with_phew(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "train.run", "--dataset=fashion_mnist", "--model=conv4", "--method=phew",
-                        "--sparsity=0.95", "--train_limit=128", "--batch_size=64", "--epochs=1", "--steps_per_epoch=1",
-                        "--test_limit=64", "--seed=3", f"--output_dir={out}"], cwd=root, capture_output=True, text=True,
-                       timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert r.returncode == 0, r.stderr[-2000:]
-    masks = dict(np.load(out / "masks.npz"))
-    n = sum(m.size for m in masks.values())
-    assert sum(int(m.size - m.sum()) for m in masks.values()) == int(np.floor(n * 0.95))

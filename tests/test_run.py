@@ -77,6 +77,34 @@ def test_end_to_end_fashion_mnist(tmp_path):
     assert again.returncode == 0 and "already holds this finished run" in again.stdout
 
 
+LATER = [  # (method, its option flags, what results.json's config must then hold)
+    ("iter_snip", ["--rounds=3", "--schedule=linear"], {"rounds": 3, "schedule": "linear"}),
+    ("force", ["--rounds=3", "--loss=cross_entropy"], {"rounds": 3, "loss": "cross_entropy"}),
+    ("prospr", ["--inner_steps=1", "--meta_gradient=first_order"], {"inner_steps": 1, "meta_gradient": "first_order"}),
+    ("ntk_sap", ["--rounds=2", "--repetitions=1", "--epsilon=0.02", "--ntk_sap_batch_size=40"],
+     {"rounds": 2, "repetitions": 1, "epsilon": 0.02, "ntk_sap_batch_size": 40}),
+    ("phew", ["--seed=3"], {"seed": 3}),
+    ("random", ["--densities=erk"], {"densities": "erk"}),
+]
+
+
+@pytest.mark.parametrize("method,flags,config", LATER, ids=[m for m, _, _ in LATER])
+def test_every_later_method_prunes_from_train_run_with_its_options(tmp_path, method, flags, config):
+    """Issue 19's methods from the command line: their own flags reach them, exactly floor(N*s) go."""
+    out = tmp_path / "run"
+    r = run(["--dataset=fashion_mnist", "--model=conv4", f"--method={method}", *flags, "--sparsity=0.9",
+             "--train_limit=640", "--batch_size=64", "--epochs=1", "--steps_per_epoch=1", "--test_limit=64",
+             f"--output_dir={out}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["method"] == method and {k: res["config"][k] for k in config} == config
+    glob = res["sparsity"]["global"]
+    assert glob["total"] - glob["kept"] == int(np.floor(glob["total"] * 0.9))
+    masks = assert_masked_zeros(out)
+    if method == "random":  # ERK: the 288-weight first conv is kept far above the 10% a uniform cut gives it
+        assert masks["conv1/kernel"].mean() > 0.5
+
+
 def test_mirrored_on_two_logical_cpus(tmp_path):
     out = tmp_path / "run"
     r = run([*SMALL, "--epochs=1", "--steps_per_epoch=3", "--strategy=mirrored", "--cpu_devices=2",

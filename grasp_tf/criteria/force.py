@@ -67,16 +67,18 @@ def keep_largest(scores: dict[str, np.ndarray], count: Callable[[int], int], sco
                  with_ties: bool) -> dict[str, np.ndarray]:
     """Keep the ``count(n)`` largest of each scope; ``with_ties`` also keeps all tied with the last kept.
 
-    Without ties the earliest positions win (a stable sort).
+    Without ties the earliest positions win (what a stable sort gives), in O(N): the k-th largest
+    value by partition, then the earliest of the weights tied with it.
     """
     def one(flat: np.ndarray) -> np.ndarray:
         k = min(max(int(count(flat.size)), 0), flat.size)
-        keep = np.zeros(flat.size, bool)
         if k == 0:
-            return keep
+            return np.zeros(flat.size, bool)
+        t = np.partition(flat, flat.size - k)[flat.size - k]
+        keep = flat > t
         if with_ties:
-            return flat >= np.partition(flat, flat.size - k)[flat.size - k]
-        keep[np.argsort(-flat, kind="stable")[:k]] = True
+            return keep | (flat == t)
+        keep[np.flatnonzero(flat == t)[: k - int(keep.sum())]] = True
         return keep
 
     return masking.by_scope({k: np.asarray(v, np.float64) for k, v in scores.items()}, scope, one)
