@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from grasp_tf.masking import check_masks, masks_from_scores, shuffle_within_layers, sparsity_of
+from grasp_tf.masking import check_masks, kth_smallest, masks_from_scores, shuffle_within_layers, sparsity_of
 
 
 def removed(masks):
@@ -24,6 +24,16 @@ def test_global_removes_exactly_floor_n_s(sparsity, remove_largest):
             assert flat_s[~flat_m].min() >= flat_s[flat_m].max()
         else:
             assert flat_s[~flat_m].max() <= flat_s[flat_m].min()
+
+
+@pytest.mark.parametrize("tied", [0.0, 0.5, 0.99, 1.0])
+def test_kth_smallest_equals_the_sorted_value_whatever_the_ties_at_the_minimum(tied):
+    rng = np.random.default_rng(2)
+    flat = rng.integers(0, 30, 500).astype(float)  # ties everywhere, and `tied` of it pinned at -1
+    flat[rng.random(500) < tied] = -1.0
+    ordered = np.sort(flat)
+    for k in (1, 2, 7, 250, 499, 500):
+        assert kth_smallest(flat, k) == ordered[k - 1]
 
 
 def test_ties_are_broken_by_position_and_deterministically():

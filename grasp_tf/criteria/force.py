@@ -74,7 +74,7 @@ def keep_largest(scores: dict[str, np.ndarray], count: Callable[[int], int], sco
         k = min(max(int(count(flat.size)), 0), flat.size)
         if k == 0:
             return np.zeros(flat.size, bool)
-        t = np.partition(flat, flat.size - k)[flat.size - k]
+        t = -masking.kth_smallest(-flat, k)  # the k-th largest
         keep = flat > t
         if with_ties:
             return keep | (flat == t)
