@@ -290,7 +290,8 @@ def run_methods(args: argparse.Namespace) -> None:
         except RuntimeError as e:
             row = {"model": model, "method": method, "options": options, "error": str(e).strip().splitlines()[-1]}
         record["rows"].append(row)
-        print(save_methods(record, args.output_dir).splitlines()[-1], flush=True)
+        save_methods(record, args.output_dir)
+        print(methods_table([row]).splitlines()[-1], flush=True)
     save_methods(record, args.output_dir)
 
 
