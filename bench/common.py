@@ -1,4 +1,4 @@
-"""Shared helpers of the bench scripts: machine facts, peak-memory probes, timing, tables, output."""
+"""Shared helpers of the bench scripts: machine facts, peak-memory probes, timing, tables, output, the scoring batch and step."""
 from __future__ import annotations
 
 import datetime
@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
+MODELS = ("resnet32", "vgg19")  # the scoring tables' models (ResNet32x2, VGG19)
 
 
 def machine() -> dict[str, Any]:
@@ -79,3 +80,30 @@ def write_outputs(stem: str, record: dict[str, Any], table: str, output_dir: str
         f.write(f"Command: `{record['command']}`  \n{m['date']}; {m['cpu']}, nproc {m['nproc']}; "
                 f"TensorFlow {m['tensorflow']}, Keras {m['keras']}; load average at start "
                 f"{m['loadavg_at_start']:.1f}.\n\n{table}")
+
+
+def batch(n: int, seed: int = 0) -> tuple:
+    """``n`` random 32x32x3 images, ``n/10`` per class, stacked in class order (as the reference's sample)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 32, 32, 3)).astype(np.float32), np.repeat(np.arange(10), n // 10)
+
+
+def gradient_step(model, x, y):
+    """A warm-able ``tf.function``: the mean-loss gradient w.r.t. the prunable weights, training mode."""
+    import tensorflow as tf
+
+    from grasp_tf.prunable import prunable_weights
+
+    kernels = [w.variable for w in prunable_weights(model)]
+    x, y = tf.constant(x), tf.constant(y)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        return tape.gradient(loss, kernels)
+
+    return lambda: [g.numpy() for g in step()]

@@ -49,39 +49,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if __package__ in (None, ""):  # run as `python bench/<script>.py`: bench/ is not installed, import it from here
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import common, streaming  # noqa: E402
+from bench import common, masks_timing, streaming  # noqa: E402
 
-MODELS = ("resnet32", "vgg19")
+MODELS = common.MODELS
 SCALING_SIZES = (100, 1000, 10000)
 STREAM_RUNS = (("disk", 1), ("disk", 10), ("disk", 40), ("memory", 10), ("replay", 10))
 PROJECTION_RUNS = (("resnet50", 4), ("resnet50", 8), ("vgg16_imagenet", 4), ("vgg16_imagenet", 8))
-
-
-def batch(n: int, seed: int = 0) -> tuple:
-    """``n`` random 32x32x3 images, ``n/10`` per class, stacked in class order (as the reference's sample)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 32, 32, 3)).astype(np.float32), np.repeat(np.arange(10), n // 10)
-
-
-def gradient_step(model, x, y):
-    """A warm-able ``tf.function``: the mean-loss gradient w.r.t. the prunable weights, training mode."""
-    import tensorflow as tf
-
-    from grasp_tf.prunable import prunable_weights
-
-    kernels = [w.variable for w in prunable_weights(model)]
-    x, y = tf.constant(x), tf.constant(y)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            logits = model(x, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-        return tape.gradient(loss, kernels)
-
-    return lambda: [g.numpy() for g in step()]
 
 
 def measure(model_name: str, op: str, n: int, repeats: int, chunk_size: int | None) -> dict:
@@ -93,8 +66,8 @@ def measure(model_name: str, op: str, n: int, repeats: int, chunk_size: int | No
 
     keras.utils.set_random_seed(0)
     model = models.build(model_name, 10, (32, 32, 3), seed=0)
-    x, y = batch(n)
-    step = gradient_step(model, *batch(100))
+    x, y = common.batch(n)
+    step = common.gradient_step(model, *common.batch(100))
     opts = {} if chunk_size is None else {"chunk_size": chunk_size}
     call = step if op == "step" else (lambda: grasp_tf.compute_scores(model, (x, y), op, **opts))
     baseline = common.reset_peak_rss()
@@ -110,61 +83,6 @@ def measure(model_name: str, op: str, n: int, repeats: int, chunk_size: int | No
     return {"model": model_name, "op": op, "n": n, "chunk_size": chunk_size, "repeats": repeats,
             "first_s": first, "warm_s": warm, "step_warm_s": step_warm, "ratio_to_step": warm / step_warm,
             "first_over_warm": first / warm, "peak_mib": peak, "warm_all_s": ops, "step_all_s": steps}
-
-
-def method_variants() -> list[tuple[str, dict]]:
-    """Every registered method with its defaults, and ``random`` at ERK densities: ``[(method, options)]``."""
-    from grasp_tf import criteria
-
-    variants = [(name, {}) for name in criteria.names()]
-    return variants + [("random", {"densities": "erk"})]
-
-
-def measure_masks(model_name: str, method: str, options: dict, sparsity: float = 0.98, steps: int = 5) -> dict:
-    """One method's first ``compute_masks`` call in this process, against the warm step around it."""
-    import keras
-
-    import grasp_tf
-    import models
-
-    keras.utils.set_random_seed(0)
-    model = models.build(model_name, 10, (32, 32, 3), seed=0)
-    x, y = batch(100)
-    initial = model.get_weights()
-    step = gradient_step(model, x, y)
-    step()  # trace the reference step
-    before = [common.timed(step) for _ in range(steps)]
-    model.set_weights(initial)  # the steps ran batch norm in training mode: score the untouched initialisation
-    baseline = common.reset_peak_rss()
-    masks: dict = {}
-    first = common.timed(lambda: masks.update(grasp_tf.compute_masks(
-        model, (x, y), sparsity, method, seed=0, verbose=False, **options)))
-    peak = common.peak_rss_since(baseline)
-    after = [common.timed(step) for _ in range(steps)]
-    kept = sum(int(m.sum()) for m in masks.values())
-    total = sum(m.size for m in masks.values())
-    step_s = common.median(before + after)
-    return {"model": model_name, "method": method, "options": options, "sparsity": sparsity,
-            "first_s": first, "step_warm_s": step_s, "ratio_to_step": first / step_s, "peak_mib": peak,
-            "steps_before_s": before, "steps_after_s": after, "kept": kept, "total": total}
-
-
-def methods_table(rows: list[dict]) -> str:
-    """Markdown: per model and method the time to masks, in seconds and in warm gradient steps."""
-    def label(r: dict) -> str:
-        return r["method"] + "".join(f" ({k}={v})" for k, v in r["options"].items())
-
-    def cells(r: dict) -> list:
-        if "error" in r:
-            return [r["model"], label(r), "failed: " + r["error"], "", "", "", ""]
-        return [r["model"], label(r), f"{r['first_s']:.1f}",
-                f"{r['ratio_to_step']:.0f}" if r["ratio_to_step"] >= 1 else "< 1", f"{r['step_warm_s']:.3f}",
-                f"{r['peak_mib']:.0f}", f"{r['kept']:,} / {r['total']:,}"]
-
-    return common.markdown_table(
-        ["model", "method", "time to masks (s)", "x one fwd+bwd", "fwd+bwd (s, median)", "peak RSS growth (MiB)",
-         "kept / total"],
-        [cells(r) for r in rows])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -222,10 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.mask_worker:
         model, method, options = args.mask_worker
-        print(json.dumps(measure_masks(model, method, json.loads(options))))
+        print(json.dumps(masks_timing.measure_masks(model, method, json.loads(options))))
         return
     if args.parts == "methods":
-        run_methods(args)
+        masks_timing.run_methods(args.output_dir, args.methods, os.path.abspath(__file__))
         return
     if args.worker:
         model, op, n = args.worker
@@ -259,53 +177,6 @@ def main(argv: list[str] | None = None) -> None:
         scaling.append(common.run_worker(script, ["--worker", args.scaling_model, "grasp", str(n),
                                                   f"--repeats={repeats}", f"--worker_chunk_size={args.chunk_size}"]))
         save()
-
-
-def run_methods(args: argparse.Namespace) -> None:
-    """``--parts=methods``: each model x method in a fresh process, the record saved after each.
-
-    Resumable: rows already in ``scoring_methods.json`` are kept and not measured again. A method
-    that fails on a model is recorded with its one-line error (and retried by the next run).
-    """
-    script = os.path.abspath(__file__)
-    wanted = [m for m in args.methods.split(",") if m]
-    path = os.path.join(args.output_dir, "scoring_methods.json")
-    record = {"command": "python bench/scoring.py --parts=methods", "machine": common.machine(), "rows": []}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        record["rows"] = [r for r in old["rows"] if "error" not in r]
-        if record["rows"]:  # a resumed run: the first run's machine facts stay, each resumption is listed
-            record["resumed"] = [*old.get("resumed", []), record["machine"]]
-            record["machine"], now = old["machine"], record["machine"]
-    todo = [(model, method, options) for model in MODELS for method, options in method_variants()
-            if not (wanted and method not in wanted)
-            and (model, method, json.dumps(options)) not in {(r["model"], r["method"], json.dumps(r["options"]))
-                                                            for r in record["rows"]}]
-    if not todo and "resumed" in record:  # nothing to measure: only the files are rewritten
-        record["resumed"].remove(now)
-    for model, method, options in todo:
-        try:
-            row = common.run_worker(script, ["--mask_worker", model, method, json.dumps(options)])
-        except RuntimeError as e:
-            row = {"model": model, "method": method, "options": options, "error": str(e).strip().splitlines()[-1]}
-        record["rows"].append(row)
-        save_methods(record, args.output_dir)
-        print(methods_table([row]).splitlines()[-1], flush=True)
-    save_methods(record, args.output_dir)
-
-
-def save_methods(record: dict, output_dir: str) -> str:
-    """Write ``scoring_methods.{json,md}``, rows in model and registry order; returns the table."""
-    order = [(m, json.dumps(o)) for m, o in method_variants()]
-    record["rows"].sort(key=lambda r: (MODELS.index(r["model"]), order.index((r["method"], json.dumps(r["options"])))))
-    text = methods_table(record["rows"])
-    resumed = "".join(f"; resumed {m['date']}" + ("" if m.get("loadavg_at_start") is None else
-                                                   f" (load {m['loadavg_at_start']:.1f})")
-                      for m in record.get("resumed", []))
-    common.write_outputs("scoring_methods", record,
-                         (f"Started {record['machine']['date']}{resumed}.\n\n" if resumed else "") + text, output_dir)
-    return text
 
 
 def run_streaming(args: argparse.Namespace) -> None:

@@ -28,16 +28,16 @@ def test_scoring_quick_writes_every_measurement(tmp_path):
 
 
 def test_time_to_masks_counts_the_exact_removal_and_brackets_the_call_with_steps():
-    from bench import scoring
+    from bench import masks_timing
 
-    row = scoring.measure_masks("lenet300", "iter_snip", {"rounds": 2}, sparsity=0.9, steps=2)
+    row = masks_timing.measure_masks("lenet300", "iter_snip", {"rounds": 2}, sparsity=0.9, steps=2)
     assert row["total"] - row["kept"] == math.floor(row["total"] * 0.9)
     assert len(row["steps_before_s"]) == len(row["steps_after_s"]) == 2
     assert row["ratio_to_step"] == pytest.approx(row["first_s"] / row["step_warm_s"]) and row["first_s"] > 0
 
 
 def test_methods_benchmark_resumes_and_records_a_failing_method_in_one_line(tmp_path, monkeypatch):
-    from bench import common, scoring
+    from bench import common, masks_timing, scoring
 
     calls, failing = [], {"vgg19/synflow"}
 
@@ -50,16 +50,18 @@ def test_methods_benchmark_resumes_and_records_a_failing_method_in_one_line(tmp_
                 "ratio_to_step": 2.0, "peak_mib": 1.0, "kept": 2, "total": 100}
 
     monkeypatch.setattr(common, "run_worker", worker)
-    args = scoring.parse_args(["--parts=methods", f"--output_dir={tmp_path}"])
-    scoring.run_methods(args)
-    every = len(scoring.MODELS) * len(scoring.method_variants())
+    def run():
+        scoring.main(["--parts=methods", f"--output_dir={tmp_path}"])
+
+    run()
+    every = len(common.MODELS) * len(masks_timing.method_variants())
     assert len(calls) == every and ("vgg19", "synflow") in calls
     markdown = (tmp_path / "scoring_methods.md").read_text()
     assert "| vgg19 | synflow | failed: ValueError: SynFlow overflowed |" in markdown
     assert "| resnet32 | random (densities=erk) | 2.0 | 2 |" in markdown
     calls.clear()
     failing.clear()
-    scoring.run_methods(args)  # the rerun measures only what failed
+    run()  # the rerun measures only what failed
     assert calls == [("vgg19", "synflow")]
     rows = json.loads((tmp_path / "scoring_methods.json").read_text())["rows"]
     assert len(rows) == every and not any("error" in r for r in rows)
