@@ -308,8 +308,11 @@ def test_bad_idx_files_are_named(tmp_path, how, message):
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupt_says_where_releases_the_lock_and_keeps_the_run(tmp_path, sig, code):
     out = tmp_path / "run"
+    # A shell starts background jobs with SIGINT ignored and children inherit that (the suite run as `cmd &`
+    # would see Ctrl-C ignored, as nohup means it): give the run the disposition of a terminal's foreground job.
     p = subprocess.Popen([sys.executable, "-m", "train.run", *TINY, "--epochs=200", f"--output_dir={out}"],
-                         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (out / "backup" / "epoch-0001.json").exists():
         assert p.poll() is None and time.time() < deadline, p.stderr.read()[-3000:]
