@@ -129,8 +129,19 @@ def connectivity(results: dict[str, Any], base: str) -> dict[str, Any]:
     return {k: found.get(k) for k in CONNECTIVITY}
 
 
+def empty_layers(base: str) -> int | None:
+    """How many of the cell's masked weights keep no entry at all (a layer pruned away), from ``masks.npz``."""
+    import numpy as np  # numpy only: the driver stays free of TensorFlow
+
+    path = os.path.join(base, "masks.npz")
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as masks:
+        return sum(1 for k in masks.files if not masks[k].any())
+
+
 def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per finished cell: accuracies, times (every attempt), gradient norm, connectivity, CPU."""
+    """One row per finished cell: accuracies, times (every attempt), gradient norm, connectivity, empty layers, CPU."""
     rows = []
     for cell in cells(args):
         base = os.path.join(ROOT, cell["dir"])
@@ -143,7 +154,8 @@ def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
             "final_test_accuracy": res["final_test_accuracy"], "best_test_accuracy": res["best_test_accuracy"],
             "scoring_seconds": res["scoring_seconds"], "wall_seconds": sum(closed) if closed else res["wall_seconds"],
             "attempts": len(closed) or None, "relative_gradient_norm": gradnorm and gradnorm["relative"],
-            "cpu": res.get("machine", {}).get("cpu")} | (connectivity(res, base) if cell["method"] != "none" else {}))
+            "cpu": res.get("machine", {}).get("cpu")} | (
+                connectivity(res, base) | {"empty_layers": empty_layers(base)} if cell["method"] != "none" else {}))
     return rows
 
 

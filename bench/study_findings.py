@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.study_report import NAMES, methods_in, paired
+from bench.study_report import NAMES, accuracy, methods_in, paired
 from train.analyze import compare  # the paper's published cells, as train.analyze compare reads them
 
 
@@ -118,6 +118,30 @@ def _against_frankle(comps: list[dict[str, Any]]) -> str:
             "GraSP's does not. Ablated − as scored, paired by seed: " + "; ".join(parts) + ".\n")
 
 
+# Methods whose reference code refuses masks that prune a layer entirely, and where it does so.
+REFUSES_EMPTY_LAYERS = {"prospr": "mil-ad/prospr's `keep_masks_health_check` asserts on such masks, so the "
+                                  "reference would have stopped there"}
+
+
+def _empty_layers(summary: list[dict[str, Any]]) -> str:
+    """Where a method's masks prune whole layers (the net then trains through the residual shortcuts alone)."""
+    parts, refusing = [], []
+    for e in sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
+                    key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"]))):
+        counts = [c for c in e.get("empty_layers_seeds") or [] if c is not None]
+        if any(counts):
+            parts.append(f"{NAMES.get(e['method'], e['method'])} at {e['sparsity'] * 100:g}% "
+                         f"({', '.join(map(str, counts))} of the seeds' masked layers; {accuracy(e)}%)")
+            if e["method"] in REFUSES_EMPTY_LAYERS and e["method"] not in refusing:
+                refusing.append(e["method"])
+    if not parts:
+        return ""
+    notes = "".join(f" {NAMES[m]}: {REFUSES_EMPTY_LAYERS[m]}; grasp_tf keeps the masks (docs/criteria.md)."
+                    for m in refusing)
+    return ("- **Masks that prune whole layers** (a ResNet then carries the signal past them on its shortcuts "
+            "only): " + "; ".join(parts) + "." + notes + "\n")
+
+
 # Each later method's paper, its claim in words, the methods it claims to beat, and where a clear
 # gain is expected: "extreme" = at the study's highest sparsity only (no clear loss below), "all" = everywhere.
 CLAIMS = (
@@ -168,7 +192,7 @@ def findings(summary: list[dict[str, Any]], comps: list[dict[str, Any]],
     Frankle et al., in words; '' before two seeds."""
     text = (_against_paper(comps, "random", 1) + _against_paper(comps, "snip", 2)
             + _where_grasp_does_not_lead(summary, comps) + _gradient_norms(summary) + _against_frankle(comps)
-            + _against_claims(rows or []))
+            + _empty_layers(summary) + _against_claims(rows or []))
     return text if comps else ""
 
 

@@ -44,6 +44,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[key] = float(vals.mean()) if vals.size else None
             entry[key + "_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
         entry["final_test_accuracy_seeds"] = [r["final_test_accuracy"] for r in sorted(rs, key=lambda r: r["seed"])]
+        entry["empty_layers_seeds"] = [r.get("empty_layers") for r in sorted(rs, key=lambda r: r["seed"])]
         out.append(entry)
     return out
 
@@ -113,23 +114,30 @@ def compact_markdown(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def empty(e: dict[str, Any]) -> str:
+    """Each seed's count of masked weights pruned entirely (``2, 0, 1``); ``-`` where unknown."""
+    counts = [c for c in e.get("empty_layers_seeds") or [] if c is not None]
+    return ", ".join(str(c) for c in counts) if counts else "-"
+
+
 def connectivity_markdown(summary: list[dict[str, Any]]) -> str:
     """Like with like: per model, sparsity and method, accuracy beside what the masks leave connected.
 
     FLOP density = kept multiply-adds over dense ones; effective sparsity counts weights on no
     input-to-output path as removed; dead channels = conv output channels and Dense units with
-    no kept weight (``grasp_tf.sparsity_report``); means over seeds, ``-`` where unknown.
+    no kept weight (``grasp_tf.sparsity_report``); means over seeds, ``-`` where unknown; empty
+    layers = masked weights with no kept entry, per seed.
     """
     cells = sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
                    key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"])))
     if not cells:
         return ""
     lines = ["| model | sparsity | method | final test acc. (%) | FLOP density (%) | effective sparsity (%) | "
-             "dead channels (%) |", "|---|---|---|---|---|---|---|"]
+             "dead channels (%) | empty layers (per seed) |", "|---|---|---|---|---|---|---|---|"]
     for e in cells:
         lines.append(f"| {e['model']} | {e['sparsity'] * 100:g}% | {e['method']} | {accuracy(e)} | "
                      f"{pm(e.get('flop_density'), None, 100, 1)} | {pm(e.get('effective_sparsity'), None, 100, 2)} | "
-                     f"{pm(e.get('dead_channel_fraction'), None, 100, 1)} |")
+                     f"{pm(e.get('dead_channel_fraction'), None, 100, 1)} | {empty(e)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -146,16 +146,39 @@ def test_study_shows_each_seed_where_they_disagree_and_what_the_masks_leave_conn
     rows = _study_rows([("random", 0.995, None, (0.85, 0.10, 0.84)), ("grasp", 0.995, None, (0.78, 0.77, 0.79))])
     for r in rows:  # FLOP density, effective sparsity, dead channels as results.json["sparsity"]["global"] has them
         r.update(flop_density={"random": 0.005, "grasp": 0.02}[r["method"]] + r["seed"] * 0.001,
-                 effective_sparsity=0.996, dead_channel_fraction=None if r["method"] == "random" else 0.25)
+                 effective_sparsity=0.996, dead_channel_fraction=None if r["method"] == "random" else 0.25,
+                 empty_layers={"random": 0, "grasp": r["seed"]}[r["method"]])
     summary = study.summarize(rows)
     # random: mean 59.67, std 43.02 (ddof=1), seeds 75 points apart: each one shown; GraSP's 2 points apart: not.
     assert study.compact_markdown(summary).splitlines()[2] == (
         "| resnet20 | 99.5% | 78.0 ± 1.0 | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) |")
     table = study.connectivity_markdown(summary).splitlines()
     assert table[0] == ("| model | sparsity | method | final test acc. (%) | FLOP density (%) | "
-                        "effective sparsity (%) | dead channels (%) |")
-    assert table[2:] == ["| resnet20 | 99.5% | grasp | 78.0 ± 1.0 | 2.1 | 99.60 | 25.0 |",
-                         "| resnet20 | 99.5% | random | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) | 0.6 | 99.60 | - |"]
+                        "effective sparsity (%) | dead channels (%) | empty layers (per seed) |")
+    assert table[2:] == ["| resnet20 | 99.5% | grasp | 78.0 ± 1.0 | 2.1 | 99.60 | 25.0 | 0, 1, 2 |",
+                         "| resnet20 | 99.5% | random | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) | 0.6 | 99.60 | - | 0, 0, 0 |"]
+
+
+def test_study_names_masks_that_prune_whole_layers_and_the_reference_that_refuses_them(tmp_path):
+    import numpy as np
+
+    from bench import study_cells
+    from bench import study_findings as findings
+    from bench import study_report as study
+
+    np.savez(tmp_path / "masks.npz", a=np.zeros((3, 3), bool), b=np.eye(3, dtype=bool), c=np.zeros(4, bool))
+    assert study_cells.empty_layers(str(tmp_path)) == 2  # a and c keep nothing
+    assert study_cells.empty_layers(str(tmp_path / "missing")) is None
+    rows = _study_rows([("grasp", 0.99, None, (0.82, 0.83)), ("prospr", 0.99, None, (0.18, 0.47)),
+                        ("snip", 0.99, None, (0.82, 0.82))])
+    for r in rows:
+        r["empty_layers"] = {"grasp": 0, "prospr": 10 - 4 * r["seed"], "snip": r["seed"]}[r["method"]]
+    text = findings.findings(study.summarize(rows), study.comparisons(rows), rows)
+    (line,) = [t for t in text.splitlines() if t.startswith("- **Masks that prune whole layers**")]
+    assert "SNIP at 99% (0, 1 of the seeds' masked layers; 82.0 ± 0.0%); ProsPr at 99% (10, 6 of" in line
+    assert "GraSP at" not in line  # no seed emptied a layer
+    assert line.endswith("ProsPr: mil-ad/prospr's `keep_masks_health_check` asserts on such masks, so the reference "
+                         "would have stopped there; grasp_tf keeps the masks (docs/criteria.md).")
 
 
 def test_study_findings_state_each_later_papers_claim_and_whether_the_seeds_agree():
