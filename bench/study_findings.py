@@ -131,7 +131,7 @@ def _empty_layers(summary: list[dict[str, Any]]) -> str:
         counts = [c for c in e.get("empty_layers_seeds") or [] if c is not None]
         if any(counts):
             parts.append(f"{NAMES.get(e['method'], e['method'])} at {e['sparsity'] * 100:g}% "
-                         f"({', '.join(map(str, counts))} of the seeds' masked layers; {accuracy(e)}%)")
+                         f"({', '.join(map(str, counts))} layers by seed; test accuracy (%) {accuracy(e)})")
             if e["method"] in REFUSES_EMPTY_LAYERS and e["method"] not in refusing:
                 refusing.append(e["method"])
     if not parts:

@@ -175,7 +175,8 @@ def test_study_names_masks_that_prune_whole_layers_and_the_reference_that_refuse
         r["empty_layers"] = {"grasp": 0, "prospr": 10 - 4 * r["seed"], "snip": r["seed"]}[r["method"]]
     text = findings.findings(study.summarize(rows), study.comparisons(rows), rows)
     (line,) = [t for t in text.splitlines() if t.startswith("- **Masks that prune whole layers**")]
-    assert "SNIP at 99% (0, 1 of the seeds' masked layers; 82.0 ± 0.0%); ProsPr at 99% (10, 6 of" in line
+    assert ("SNIP at 99% (0, 1 layers by seed; test accuracy (%) 82.0 ± 0.0); ProsPr at 99% (10, 6 layers by seed; "
+            "test accuracy (%) 32.5 ± 20.5 (seeds: 18.0, 47.0))") in line
     assert "GraSP at" not in line  # no seed emptied a layer
     assert line.endswith("ProsPr: mil-ad/prospr's `keep_masks_health_check` asserts on such masks, so the reference "
                          "would have stopped there; grasp_tf keeps the masks (docs/criteria.md).")
