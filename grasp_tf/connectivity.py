@@ -96,7 +96,11 @@ def _other_value(variable: Any) -> np.ndarray:
 
 
 class _NotPositive(ValueError):
-    """The |mask| network's output is not a positive number."""
+    """The |mask| network's output is not a positive number (``flow``)."""
+
+    def __init__(self, flow: float) -> None:
+        super().__init__(f"the |mask| network's output is {flow!r}")
+        self.flow = flow
 
 
 POSITIVE = ("effective sparsity needs layers that keep positive values positive (not LayerNormalization, "
@@ -131,7 +135,7 @@ def _path_flow(model: Any, x: list[tf.Tensor], values: dict[int, np.ndarray], sc
         flow = tf.add_n([tf.reduce_sum(tf.cast(_keras_internals.keras_logits(o), tf.float64))
                          for o in tf.nest.flatten(out)])
         if not np.isfinite(float(flow)) or float(flow) <= 0:
-            raise _NotPositive(f"the |mask| network's output is {float(flow)!r}")
+            raise _NotPositive(float(flow))
         log_flow = tf.math.log(flow)  # d log(flow)/d value = each weight's share of the flow: no float32 underflow
     return [np.asarray(g if g is not None else np.zeros(v.shape), np.float64)
             for g, v in zip(tape.gradient(log_flow, watched), scored)]
@@ -175,11 +179,18 @@ def _effective(model: Any, items: list[tuple[str, Any, Any, np.ndarray]]) -> tup
         return out
 
     try:
-        effective = run([keep for *_, keep in items])
-        if any(e.sum() < k.sum() for e, (*_, k) in zip(effective, items)):
+        try:
+            effective = run([keep for *_, keep in items])
+        except _NotPositive as e:
+            if e.flow != 0.0:
+                raise
+            effective = None  # nothing reaches the output: no path at all, if the unpruned network passes
+        if effective is None or any(e.sum() < k.sum() for e, (*_, k) in zip(effective, items)):
             dense = run([np.ones(k.shape, bool) for *_, k in items])
             if not all(d.all() for d in dense):
                 return None, POSITIVE + "; here some weights of the unpruned network reach no output"
+        if effective is None:
+            effective = [np.zeros(k.shape, bool) for *_, k in items]
     except _NotPositive as e:
         return None, f"{POSITIVE}; {e}"
     except Exception as e:  # a report must not crash a finished training run

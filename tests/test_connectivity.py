@@ -46,6 +46,22 @@ def test_a_known_dead_path_gives_exact_counts():
     assert dense["effective_sparsity"] == 0.0 and dense["flop_density"] == 1.0 and dense["dead_channels"] == 0
 
 
+def test_masks_that_cut_every_path_leave_nothing_effective():
+    model = dead_path_model()
+    masks = ones(model)
+    masks["c/kernel"][:] = False  # c keeps nothing: no weight of a, b or d lies on an input-to-output path
+    g = grasp_tf.sparsity_report(grasp_tf.apply_masks(model, masks))["global"]
+    assert g["connectivity_note"] is None and g["effective_kept"] == 0 and g["effective_sparsity"] == 1.0
+    assert g["effective_macs"] == 0 and g["effectively_dead_channels"] == g["channels"] == 11
+    inp = keras.Input((4,))  # a centring layer: a zero output says nothing, so no number either way
+    h = keras.layers.LayerNormalization()(keras.layers.Dense(3, name="d1")(inp))
+    centred = keras.Model(inp, keras.layers.Dense(2, name="d2")(h))
+    cut = ones(centred)
+    cut["d2/kernel"][:] = False
+    g = grasp_tf.sparsity_report(grasp_tf.apply_masks(centred, cut))["global"]
+    assert g["effective_sparsity"] is None and "positive" in g["connectivity_note"]
+
+
 def test_macs_of_strided_depthwise_separable_transposed_and_rank3_dense_layers():
     inp = keras.Input((8, 8, 2))
     h = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inp)              # 4x4 out

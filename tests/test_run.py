@@ -105,6 +105,25 @@ def test_every_later_method_prunes_from_train_run_with_its_options(tmp_path, met
         assert masks["conv1/kernel"].mean() > 0.5
 
 
+def test_masks_that_leave_no_input_to_output_path_are_named_in_one_warning(tmp_path):
+    tiny = ["--dataset=fashion_mnist", "--model=lenet300", "--method=random", "--train_limit=128", "--test_limit=128",
+            "--batch_size=64", "--epochs=1"]
+    # 0.99995 keeps 14 of 266,200 weights (266,200 - floor(266,200 * 0.99995)): the 1,000-weight output layer
+    # keeps none of them (random, seed 0).
+    r = run([*tiny, "--sparsity=0.99995", f"--output_dir={tmp_path / 'cut'}"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.strip() == (
+        "warning: --method=random at --sparsity=0.99995 leaves no path from the input to the output (effective "
+        "sparsity 100%), so the output cannot depend on the input; training goes on, but try a lower --sparsity or "
+        "another --method")
+    res = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert res["sparsity"]["global"]["effective_sparsity"] == 1.0 and res["sparsity"]["global"]["kept"] == 14
+    r = run([*tiny, "--sparsity=0.99995", f"--output_dir={tmp_path / 'cut'}"])  # the rerun: finished, no warning
+    assert r.returncode == 0 and r.stderr == "" and "already holds this finished run" in r.stdout, r.stderr[-3000:]
+    r = run([*tiny, "--sparsity=0.9", f"--output_dir={tmp_path / 'kept'}"])  # a connected net: no warning
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-3000:]
+
+
 def test_mirrored_on_two_logical_cpus(tmp_path):
     out = tmp_path / "run"
     r = run([*SMALL, "--epochs=1", "--steps_per_epoch=3", "--strategy=mirrored", "--cpu_devices=2",

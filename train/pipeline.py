@@ -98,6 +98,15 @@ def compute_or_load_masks(cfg: dict, model: keras.Model, ds: data.Data, out: str
     return masks, seconds
 
 
+def warn_if_disconnected(model: keras.Model, cfg: dict) -> None:
+    """One stderr line when the masks leave no input-to-output path: the network's output cannot learn from its input."""
+    found = grasp_tf.sparsity_report(model)["global"]
+    if found.get("effective_sparsity") is not None and found["effective_sparsity"] >= 1.0:
+        print(f"warning: --method={cfg['method']} at --sparsity={cfg['sparsity']:g} leaves no path from the input "
+              "to the output (effective sparsity 100%), so the output cannot depend on the input; training goes on, "
+              "but try a lower --sparsity or another --method", file=sys.stderr, flush=True)
+
+
 def prepare_multi_worker_fit(model: keras.Model, ds: data.Data, strategy: tf.distribute.Strategy) -> None:
     """Work around keras-team/keras#20585 (Keras 3 ``fit`` under MultiWorkerMirroredStrategy).
 
@@ -150,12 +159,15 @@ def run(cfg: dict, ds: data.Data, strategy: tf.distribute.Strategy) -> dict:
         model = build(cfg["seed"])
         masks, scoring_seconds = compute_or_load_masks(cfg, model, ds, out, log)
         if masks is not None:
-            if not os.path.exists(os.path.join(out, "masks.npz")):
+            fresh = not os.path.exists(os.path.join(out, "masks.npz"))
+            if fresh:
                 artifacts.write_json(os.path.join(out, "pruning.json"), {"scoring_seconds": scoring_seconds})
                 artifacts.save_masks(os.path.join(out, "masks.npz"), masks)
             if cfg["reinit_weights"]:  # the reinitialize ablation: same masks, another draw of the weights
                 model = build(cfg["seed"] + 1)
             model = grasp_tf.apply_masks(model, masks)
+            if fresh and chief:
+                warn_if_disconnected(model, cfg)
         steps = min(cfg["steps_per_epoch"] or ds.steps_per_epoch, ds.steps_per_epoch)
         bounds = boundary_epochs(cfg["epochs"], [float(b) for b in cfg["lr_boundaries"]], cfg["lr_step_epochs"])
         optimizer = CoupledSGD(learning_rate=step_schedule(cfg["lr"], steps, bounds, cfg["lr_decay"]),
