@@ -6,8 +6,8 @@ resumption) is recorded in the cell's ``attempts.json`` before it starts and whe
 attempt whose driver died is closed from its log's last write, so the study's compute counts
 every attempt. After training, one process per batch of cells measures each cell's masks on
 its initial model: the gradient norm relative to the dense net (``gradnorm.json``) and, for
-cells whose ``results.json`` predates them, FLOP density, effective sparsity and dead
-channels (``connectivity.json``, from ``grasp_tf.sparsity_report``).
+cells whose ``results.json`` predates them or lacks effective sparsity, FLOP density, effective
+sparsity and dead channels (``connectivity.json``, from ``grasp_tf.sparsity_report``).
 """
 from __future__ import annotations
 
@@ -121,11 +121,18 @@ def _read(base: str, name: str) -> Any:
         return json.load(f)
 
 
+def _incomplete(results: dict[str, Any]) -> bool:
+    """results.json predates the connectivity fields, or has no effective sparsity (a grasp_tf before it
+    counted masks that cut every path as 100% effective sparsity left the field null)."""
+    found = results.get("sparsity", {}).get("global", {})
+    return "flop_density" not in found or found.get("effective_sparsity") is None
+
+
 def connectivity(results: dict[str, Any], base: str) -> dict[str, Any]:
     """FLOP density, effective sparsity and dead-channel fraction: from results.json, else connectivity.json."""
     found = results.get("sparsity", {}).get("global", {})
-    if "flop_density" not in found:
-        found = _read(base, "connectivity.json") or {}
+    if _incomplete(results):
+        found = _read(base, "connectivity.json") or found
     return {k: found.get(k) for k in CONNECTIVITY}
 
 
@@ -166,8 +173,7 @@ def needs_measuring(cell: dict[str, Any]) -> bool:
     if cell["method"] == "none" or res is None:
         return False
     return not os.path.exists(os.path.join(base, "gradnorm.json")) or (
-        "flop_density" not in res.get("sparsity", {}).get("global", {})
-        and not os.path.exists(os.path.join(base, "connectivity.json")))
+        _incomplete(res) and not os.path.exists(os.path.join(base, "connectivity.json")))
 
 
 def measure(cell: dict[str, Any], args: argparse.Namespace) -> None:
@@ -194,7 +200,7 @@ def measure(cell: dict[str, Any], args: argparse.Namespace) -> None:
             "kept": sum(int(np.count_nonzero(m)) for m in masks.values())})
     results = _read(base, "results.json")
     connectivity_json = os.path.join(base, "connectivity.json")
-    if "flop_density" not in results["sparsity"]["global"] and not os.path.exists(connectivity_json):
+    if _incomplete(results) and not os.path.exists(connectivity_json):
         found = grasp_tf.sparsity_report(grasp_tf.apply_masks(model, masks))["global"]
         if all(k in found for k in CONNECTIVITY):  # a grasp_tf without them: leave the columns empty
             artifacts.write_json(connectivity_json,

@@ -271,3 +271,29 @@ def test_study_compute_counts_every_attempt_of_a_resumed_cell(tmp_path, monkeypa
     with pytest.raises(subprocess.CalledProcessError):
         study_cells.run_cell(cell, None)
     assert study_cells.read_attempts(cell)[-1]["returncode"] == 3  # a failed attempt is timed too
+
+
+def test_study_measures_connectivity_where_results_json_lacks_it_and_reads_it_back(tmp_path):
+    from bench import study_cells
+
+    def cell(name, global_, files=()):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({"sparsity": {"global": global_}}))
+        for f in files:
+            (d / f).write_text(json.dumps({"relative": 1.0, "flop_density": 0.1, "effective_sparsity": 1.0,
+                                           "dead_channel_fraction": 0.9}))
+        return {"dir": str(d), "method": "prospr"}, json.loads((d / "results.json").read_text())
+
+    full = {"flop_density": 0.2, "effective_sparsity": 0.99, "dead_channel_fraction": 0.5}
+    c, res = cell("full", full, ["gradnorm.json"])
+    assert not study_cells.needs_measuring(c) and study_cells.connectivity(res, c["dir"]) == full
+    c, res = cell("old", {"kept": 3}, ["gradnorm.json"])  # from before the connectivity fields
+    assert study_cells.needs_measuring(c) and study_cells.connectivity(res, c["dir"])["flop_density"] is None
+    cut = dict(full, effective_sparsity=None)  # masks that cut every path, reported null by an older grasp_tf
+    c, res = cell("cut", cut, ["gradnorm.json"])
+    assert study_cells.needs_measuring(c)
+    c, res = cell("cut_measured", cut, ["gradnorm.json", "connectivity.json"])
+    assert not study_cells.needs_measuring(c)
+    assert study_cells.connectivity(res, c["dir"]) == {"flop_density": 0.1, "effective_sparsity": 1.0,
+                                                        "dead_channel_fraction": 0.9}
