@@ -24,7 +24,11 @@ from bench.study_report import ABLATION_NAMES, CONNECTIVITY
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ABLATIONS = dict(zip(ABLATION_NAMES, ("--shuffle_masks", "--invert_masks", "--reinit_weights")))
 MODELS = {"resnet20": 1, "conv4": 0}  # name -> --width (0 = the builder's default)
-METHOD_FLAGS = {"random_erk": ["--method=random", "--densities=erk"]}  # any other cell: --method=<its method>
+METHOD_FLAGS = {  # any other cell: --method=<its method>
+    "random_erk": ["--method=random", "--densities=erk"],
+    # ProsPr as mil-ad/prospr's cli.py runs it by default (the plain "prospr" cells: its README's call)
+    "prospr_cli": ["--method=prospr", "--inner_lr=0.1", "--inner_momentum=0", "--new_data_in_inner=false"],
+}
 GRADNORM_EXAMPLES = 512
 ATTEMPTS = "attempts.json"
 CELL_FILES = ("config.json", "masks.npz", "metrics.csv", "pruning.json", "results.json", "gradnorm.json",

@@ -121,6 +121,7 @@ def _against_frankle(comps: list[dict[str, Any]]) -> str:
 # Methods whose reference code refuses masks that prune a layer entirely, and where it does so.
 REFUSES_EMPTY_LAYERS = {"prospr": "mil-ad/prospr's `keep_masks_health_check` asserts on such masks, so the "
                                   "reference would have stopped there"}
+REFUSES_EMPTY_LAYERS["prospr_cli"] = REFUSES_EMPTY_LAYERS["prospr"]
 
 
 def _empty_layers(summary: list[dict[str, Any]]) -> str:
@@ -151,6 +152,8 @@ CLAIMS = (
      "SNIP at extreme sparsity", ("snip",), "extreme"),
     ("prospr", "Alizadeh et al. (ICLR 2022): ProsPr is ahead of the earlier methods", ("snip", "grasp", "synflow"),
      "all"),
+    ("prospr_cli", "Alizadeh et al. (ICLR 2022): ProsPr is ahead of the earlier methods (here with its cli.py's "
+     "inner lr 0.1, momentum 0, one batch)", ("snip", "grasp", "synflow"), "all"),
     ("ntk_sap", "Wang et al. (ICLR 2023): NTK-SAP is ahead of the earlier methods", ("snip", "grasp", "synflow"),
      "all"),
 )

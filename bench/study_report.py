@@ -13,14 +13,15 @@ from typing import Any
 from train.colors import color  # the same colour per method in every figure
 
 METHODS = ("grasp", "snip", "synflow", "random")
-LATER_METHODS = ("iter_snip", "force", "prospr", "ntk_sap", "phew", "random_erk")  # issue 19's methods
+# Issue 19's methods; prospr_cli = ProsPr with its reference's cli.py settings (docs/criteria.md, ProsPr).
+LATER_METHODS = ("iter_snip", "force", "prospr", "ntk_sap", "phew", "random_erk", "prospr_cli")
 ABLATION_NAMES = ("shuffle", "invert", "reinit")
 MIN_DIFFERENCE = 0.01  # below 1 point, a difference can be the CPU's (docs/benchmarks.md)
 SPREAD = 0.10  # seeds further apart than 10 points (e.g. one collapsed to chance) are shown one by one
 CONNECTIVITY = ("flop_density", "effective_sparsity", "dead_channel_fraction")  # from each cell's masks
 NAMES = {"grasp": "GraSP", "snip": "SNIP", "synflow": "SynFlow", "random": "random", "magnitude": "magnitude",
          "iter_snip": "Iter-SNIP", "force": "FORCE", "prospr": "ProsPr", "ntk_sap": "NTK-SAP", "phew": "PHEW",
-         "random_erk": "random (ERK)"}
+         "random_erk": "random (ERK)", "prospr_cli": "ProsPr (cli.py settings)"}
 
 
 def _key(r: dict[str, Any]) -> tuple:

@@ -233,15 +233,18 @@ def test_study_grid_adds_the_later_methods_without_renaming_a_committed_cell():
     committed = os.path.join(ROOT, "bench", "results", "study_converged", "runs", "resnet20")
     on_disk = {n for n in os.listdir(committed) if os.path.exists(os.path.join(committed, n, "results.json"))}
     names = [os.path.basename(c["dir"]) for c in grid]
-    assert len(grid) == 69 + 6 * 3 * 3 and on_disk <= set(names)  # every committed cell stays a cell: skipped
+    assert len(grid) == 69 + 7 * 3 * 3 and on_disk <= set(names)  # every committed cell stays a cell: skipped
     later = [c for c in grid if c["method"] in study_fashion_mnist.LATER_METHODS]
     assert {(c["method"], c["sparsity"]) for c in later} == {
-        (m, s) for m in ("iter_snip", "force", "prospr", "ntk_sap", "phew", "random_erk") for s in (0.98, 0.99, 0.995)}
+        (m, s) for m in ("iter_snip", "force", "prospr", "ntk_sap", "phew", "random_erk", "prospr_cli")
+        for s in (0.98, 0.99, 0.995)}
     erk = next(c for c in later if c["method"] == "random_erk" and c["sparsity"] == 0.995 and c["seed"] == 2)
     assert os.path.basename(erk["dir"]) == "random_erk_0.995_s2"
     cmd = study_cells.command(erk, args)
     assert "--method=random" in cmd and "--densities=erk" in cmd and "--sparsity=0.995" in cmd
     assert "--method=force" in study_cells.command(next(c for c in later if c["method"] == "force"), args)
+    cli = study_cells.command(next(c for c in later if c["method"] == "prospr_cli"), args)
+    assert "--method=prospr" in cli and "--inner_lr=0.1" in cli and "--new_data_in_inner=false" in cli
 
 
 def test_study_compute_counts_every_attempt_of_a_resumed_cell(tmp_path, monkeypatch):

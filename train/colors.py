@@ -3,9 +3,10 @@ from __future__ import annotations
 
 COLORS = {"dense": "black", "grasp": "tab:blue", "snip": "tab:orange", "synflow": "tab:green", "random": "tab:red",
           "magnitude": "tab:purple", "iter_snip": "tab:pink", "force": "tab:brown", "prospr": "tab:olive",
-          "ntk_sap": "tab:cyan", "phew": "tab:gray", "random_erk": "darkred", "grasp_abs": "navy"}
+          "ntk_sap": "tab:cyan", "phew": "tab:gray", "random_erk": "darkred", "grasp_abs": "navy",
+          "prospr_cli": "darkolivegreen"}
 ORDER = ("dense", "grasp", "grasp_abs", "snip", "random", "random_erk", "magnitude", "synflow", "iter_snip", "force",
-         "prospr", "ntk_sap", "phew")
+         "prospr", "prospr_cli", "ntk_sap", "phew")
 """The order of methods in every legend: dense first, then as the methods were registered."""
 _OTHERS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")  # methods without a fixed colour
 
