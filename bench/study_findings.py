@@ -137,8 +137,11 @@ def _empty_layers(summary: list[dict[str, Any]]) -> str:
                 refusing.append(e["method"])
     if not parts:
         return ""
-    notes = "".join(f" {NAMES[m]}: {REFUSES_EMPTY_LAYERS[m]}; grasp_tf keeps the masks (docs/criteria.md)."
-                    for m in refusing)
+    by_note: dict[str, list[str]] = {}
+    for m in refusing:
+        by_note.setdefault(REFUSES_EMPTY_LAYERS[m], []).append(NAMES.get(m, m))
+    notes = "".join(f" {' and '.join(names)}: {note}; grasp_tf keeps the masks (docs/criteria.md)."
+                    for note, names in by_note.items())
     return ("- **Masks that prune whole layers** (a ResNet then carries the signal past them on its shortcuts "
             "only): " + "; ".join(parts) + "." + notes + "\n")
 

@@ -170,15 +170,17 @@ def test_study_names_masks_that_prune_whole_layers_and_the_reference_that_refuse
     assert study_cells.empty_layers(str(tmp_path)) == 2  # a and c keep nothing
     assert study_cells.empty_layers(str(tmp_path / "missing")) is None
     rows = _study_rows([("grasp", 0.99, None, (0.82, 0.83)), ("prospr", 0.99, None, (0.18, 0.47)),
-                        ("snip", 0.99, None, (0.82, 0.82))])
+                        ("snip", 0.99, None, (0.82, 0.82)), ("prospr_cli", 0.99, None, (0.80, 0.81))])
     for r in rows:
-        r["empty_layers"] = {"grasp": 0, "prospr": 10 - 4 * r["seed"], "snip": r["seed"]}[r["method"]]
+        r["empty_layers"] = {"grasp": 0, "prospr": 10 - 4 * r["seed"], "snip": r["seed"],
+                             "prospr_cli": 2}[r["method"]]
     text = findings.findings(study.summarize(rows), study.comparisons(rows), rows)
     (line,) = [t for t in text.splitlines() if t.startswith("- **Masks that prune whole layers**")]
     assert ("SNIP at 99% (0, 1 layers by seed; test accuracy (%) 82.0 ± 0.0); ProsPr at 99% (10, 6 layers by seed; "
             "test accuracy (%) 32.5 ± 20.5 (seeds: 18.0, 47.0))") in line
     assert "GraSP at" not in line  # no seed emptied a layer
-    assert line.endswith("ProsPr: mil-ad/prospr's `keep_masks_health_check` asserts on such masks, so the reference "
+    assert line.count("keep_masks_health_check") == 1  # one sentence for both ProsPr settings
+    assert line.endswith("ProsPr and ProsPr (cli.py settings): mil-ad/prospr's `keep_masks_health_check` asserts on such masks, so the reference "
                          "would have stopped there; grasp_tf keeps the masks (docs/criteria.md).")
 
 
