@@ -140,19 +140,28 @@ def connectivity(results: dict[str, Any], base: str) -> dict[str, Any]:
     return {k: found.get(k) for k in CONNECTIVITY}
 
 
-def empty_layers(base: str) -> int | None:
-    """How many of the cell's masked weights keep no entry at all (a layer pruned away), from ``masks.npz``."""
+def mask_counts(base: str) -> dict[str, int | None]:
+    """From the cell's ``masks.npz``: masked weights that keep no entry (``empty_layers``, a layer pruned
+    away), and the classifier's outputs (``classes``) of which ``blind_classes`` keep no weight.
+
+    The classifier is the last mask, a 2-D Dense kernel, as in every study model (masks are saved in
+    the model's weight order). A class with no weight has a constant logit, its bias.
+    """
     import numpy as np  # numpy only: the driver stays free of TensorFlow
 
     path = os.path.join(base, "masks.npz")
     if not os.path.exists(path):
-        return None
+        return {"empty_layers": None, "blind_classes": None, "classes": None}
     with np.load(path) as masks:
-        return sum(1 for k in masks.files if not masks[k].any())
+        last = masks[masks.files[-1]] if masks.files else None
+        dense = last is not None and last.ndim == 2
+        return {"empty_layers": sum(1 for k in masks.files if not masks[k].any()),
+                "blind_classes": int((~last.any(axis=0)).sum()) if dense else None,
+                "classes": int(last.shape[1]) if dense else None}
 
 
 def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per finished cell: accuracies, times (every attempt), gradient norm, connectivity, empty layers, CPU."""
+    """One row per finished cell: accuracies, times (every attempt), gradient norm, connectivity, mask counts, CPU."""
     rows = []
     for cell in cells(args):
         base = os.path.join(ROOT, cell["dir"])
@@ -166,7 +175,7 @@ def collect(args: argparse.Namespace) -> list[dict[str, Any]]:
             "scoring_seconds": res["scoring_seconds"], "wall_seconds": sum(closed) if closed else res["wall_seconds"],
             "attempts": len(closed) or None, "relative_gradient_norm": gradnorm and gradnorm["relative"],
             "cpu": res.get("machine", {}).get("cpu")} | (
-                connectivity(res, base) | {"empty_layers": empty_layers(base)} if cell["method"] != "none" else {}))
+                connectivity(res, base) | mask_counts(base) if cell["method"] != "none" else {}))
     return rows
 
 

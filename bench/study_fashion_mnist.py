@@ -100,7 +100,8 @@ def report(args: argparse.Namespace) -> str:
     seeds = f"each seed's value follows where they lie more than {r.SPREAD * 100:g} points apart"
     like = (f"What the masks leave connected (FLOP density = kept multiply-adds / dense; effective sparsity counts "
             f"weights on no input-to-output path as removed; dead = output channels and units with no weight; "
-            f"means over seeds; empty layers = masked weights pruned entirely, per seed):\n\n{r.connectivity_markdown(summary)}\n")
+            f"means over seeds; empty layers = masked weights pruned entirely, per seed; blind classes = the "
+            f"classifier's outputs left without a weight, per seed):\n\n{r.connectivity_markdown(summary)}\n")
     text = (f"{len(rows)} of {total} cells done. Recipe: {args.epochs} epochs on {args.train_limit:,} training "
             f"images, batch {args.batch_size}, SGD lr {args.lr} ×0.1 at 50% and 75%, momentum 0.9, weight decay "
             f"5e-4, no augmentation; accuracy on {test}. CPU: {', '.join(cpus)}. {dense}\n"

@@ -146,6 +146,30 @@ def _empty_layers(summary: list[dict[str, Any]]) -> str:
             "only): " + "; ".join(parts) + "." + notes + "\n")
 
 
+def _blind_classes(summary: list[dict[str, Any]]) -> str:
+    """Seeds whose masks leave classifier outputs without a weight, each beside its accuracy bound."""
+    parts, clean = [], []
+    for e in sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
+                    key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"]))):
+        pairs = [(b, a) for b, a in zip(e.get("blind_classes_seeds") or [], e["final_test_accuracy_seeds"])
+                 if b is not None]
+        name = f"{NAMES.get(e['method'], e['method'])} at {e['sparsity'] * 100:g}%"
+        clean += [(a, name) for b, a in pairs if b == 0]
+        if any(b for b, _ in pairs):
+            c = e["classes"]
+            parts.append(f"{name}: {', '.join(str(b) for b, _ in pairs)} of {c} by seed, test accuracy "
+                         f"{', '.join(f'{a * 100:.1f}' for _, a in pairs)}% (at most "
+                         f"{', '.join(f'{(c - b + 1 if b else c) / c * 100:g}' for b, _ in pairs)}%)")
+    if not parts:
+        return ""
+    lowest = (f" The lowest accuracy of a seed whose classifier keeps a weight for every class: "
+              f"{min(clean)[0] * 100:.1f}% ({min(clean)[1]})." if clean else "")
+    return ("- **Classes the classifier cannot see**: where a seed's masks keep no weight into k of the "
+            "classifier's C outputs, those k logits are constants (their biases), at most one of those classes "
+            "is ever predicted, and on a class-balanced test set accuracy is at most (C − k + 1) / C. "
+            + "; ".join(parts) + "." + lowest + "\n")
+
+
 # Each later method's paper, its claim in words, the methods it claims to beat, and where a clear
 # gain is expected: "extreme" = at the study's highest sparsity only (no clear loss below), "all" = everywhere.
 CLAIMS = (
@@ -198,7 +222,7 @@ def findings(summary: list[dict[str, Any]], comps: list[dict[str, Any]],
     Frankle et al., in words; '' before two seeds."""
     text = (_against_paper(comps, "random", 1) + _against_paper(comps, "snip", 2)
             + _where_grasp_does_not_lead(summary, comps) + _gradient_norms(summary) + _against_frankle(comps)
-            + _empty_layers(summary) + _against_claims(rows or []))
+            + _empty_layers(summary) + _blind_classes(summary) + _against_claims(rows or []))
     return text if comps else ""
 
 

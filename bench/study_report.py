@@ -45,7 +45,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[key] = float(vals.mean()) if vals.size else None
             entry[key + "_std"] = float(vals.std(ddof=1)) if vals.size > 1 else None
         entry["final_test_accuracy_seeds"] = [r["final_test_accuracy"] for r in sorted(rs, key=lambda r: r["seed"])]
-        entry["empty_layers_seeds"] = [r.get("empty_layers") for r in sorted(rs, key=lambda r: r["seed"])]
+        for key in ("empty_layers", "blind_classes"):
+            entry[key + "_seeds"] = [r.get(key) for r in sorted(rs, key=lambda r: r["seed"])]
+        entry["classes"] = next((r["classes"] for r in rs if r.get("classes")), None)
         out.append(entry)
     return out
 
@@ -115,9 +117,9 @@ def compact_markdown(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def empty(e: dict[str, Any]) -> str:
-    """Each seed's count of masked weights pruned entirely (``2, 0, 1``); ``-`` where unknown."""
-    counts = [c for c in e.get("empty_layers_seeds") or [] if c is not None]
+def per_seed(e: dict[str, Any], key: str) -> str:
+    """Each seed's count under ``key + "_seeds"`` (``2, 0, 1``); ``-`` where unknown."""
+    counts = [c for c in e.get(key + "_seeds") or [] if c is not None]
     return ", ".join(str(c) for c in counts) if counts else "-"
 
 
@@ -127,18 +129,21 @@ def connectivity_markdown(summary: list[dict[str, Any]]) -> str:
     FLOP density = kept multiply-adds over dense ones; effective sparsity counts weights on no
     input-to-output path as removed; dead channels = conv output channels and Dense units with
     no kept weight (``grasp_tf.sparsity_report``); means over seeds, ``-`` where unknown; empty
-    layers = masked weights with no kept entry, per seed.
+    layers = masked weights with no kept entry, per seed; blind classes = the classifier's outputs
+    with no kept weight, per seed.
     """
     cells = sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
                    key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"])))
     if not cells:
         return ""
     lines = ["| model | sparsity | method | final test acc. (%) | FLOP density (%) | effective sparsity (%) | "
-             "dead channels (%) | empty layers (per seed) |", "|---|---|---|---|---|---|---|---|"]
+             "dead channels (%) | empty layers (per seed) | blind classes (per seed) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for e in cells:
         lines.append(f"| {e['model']} | {e['sparsity'] * 100:g}% | {e['method']} | {accuracy(e)} | "
                      f"{pm(e.get('flop_density'), None, 100, 1)} | {pm(e.get('effective_sparsity'), None, 100, 2)} | "
-                     f"{pm(e.get('dead_channel_fraction'), None, 100, 1)} | {empty(e)} |")
+                     f"{pm(e.get('dead_channel_fraction'), None, 100, 1)} | {per_seed(e, 'empty_layers')} | "
+                     f"{per_seed(e, 'blind_classes')} |")
     return "\n".join(lines) + "\n"
 
 

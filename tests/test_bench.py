@@ -147,16 +147,19 @@ def test_study_shows_each_seed_where_they_disagree_and_what_the_masks_leave_conn
     for r in rows:  # FLOP density, effective sparsity, dead channels as results.json["sparsity"]["global"] has them
         r.update(flop_density={"random": 0.005, "grasp": 0.02}[r["method"]] + r["seed"] * 0.001,
                  effective_sparsity=0.996, dead_channel_fraction=None if r["method"] == "random" else 0.25,
-                 empty_layers={"random": 0, "grasp": r["seed"]}[r["method"]])
+                 empty_layers={"random": 0, "grasp": r["seed"]}[r["method"]],
+                 blind_classes={"random": r["seed"] * 3, "grasp": 0}[r["method"]], classes=10)
     summary = study.summarize(rows)
     # random: mean 59.67, std 43.02 (ddof=1), seeds 75 points apart: each one shown; GraSP's 2 points apart: not.
     assert study.compact_markdown(summary).splitlines()[2] == (
         "| resnet20 | 99.5% | 78.0 ± 1.0 | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) |")
     table = study.connectivity_markdown(summary).splitlines()
     assert table[0] == ("| model | sparsity | method | final test acc. (%) | FLOP density (%) | "
-                        "effective sparsity (%) | dead channels (%) | empty layers (per seed) |")
-    assert table[2:] == ["| resnet20 | 99.5% | grasp | 78.0 ± 1.0 | 2.1 | 99.60 | 25.0 | 0, 1, 2 |",
-                         "| resnet20 | 99.5% | random | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) | 0.6 | 99.60 | - | 0, 0, 0 |"]
+                        "effective sparsity (%) | dead channels (%) | empty layers (per seed) | "
+                        "blind classes (per seed) |")
+    assert table[2:] == ["| resnet20 | 99.5% | grasp | 78.0 ± 1.0 | 2.1 | 99.60 | 25.0 | 0, 1, 2 | 0, 0, 0 |",
+                         "| resnet20 | 99.5% | random | 59.7 ± 43.0 (seeds: 85.0, 10.0, 84.0) | 0.6 | 99.60 | - | "
+                         "0, 0, 0 | 0, 3, 6 |"]
 
 
 def test_study_names_masks_that_prune_whole_layers_and_the_reference_that_refuses_them(tmp_path):
@@ -167,8 +170,9 @@ def test_study_names_masks_that_prune_whole_layers_and_the_reference_that_refuse
     from bench import study_report as study
 
     np.savez(tmp_path / "masks.npz", a=np.zeros((3, 3), bool), b=np.eye(3, dtype=bool), c=np.zeros(4, bool))
-    assert study_cells.empty_layers(str(tmp_path)) == 2  # a and c keep nothing
-    assert study_cells.empty_layers(str(tmp_path / "missing")) is None
+    # a and c keep nothing; the last mask, c, is no Dense kernel, so the classifier is unknown
+    assert study_cells.mask_counts(str(tmp_path)) == {"empty_layers": 2, "blind_classes": None, "classes": None}
+    assert study_cells.mask_counts(str(tmp_path / "missing"))["empty_layers"] is None
     rows = _study_rows([("grasp", 0.99, None, (0.82, 0.83)), ("prospr", 0.99, None, (0.18, 0.47)),
                         ("snip", 0.99, None, (0.82, 0.82)), ("prospr_cli", 0.99, None, (0.80, 0.81))])
     for r in rows:
@@ -302,3 +306,32 @@ def test_study_measures_connectivity_where_results_json_lacks_it_and_reads_it_ba
     assert not study_cells.needs_measuring(c)
     assert study_cells.connectivity(res, c["dir"]) == {"flop_density": 0.1, "effective_sparsity": 1.0,
                                                         "dead_channel_fraction": 0.9}
+
+
+def test_study_names_the_classes_a_mask_leaves_without_a_weight_and_the_accuracy_that_allows(tmp_path):
+    import numpy as np
+
+    from bench import study_cells
+    from bench import study_findings as findings
+    from bench import study_report as study
+
+    classifier = np.ones((4, 10), bool)
+    classifier[:, [2, 5, 7]] = False  # three classes keep no weight
+    classifier[0, 5] = True  # ... then one keeps a single weight: two are blind
+    np.savez(tmp_path / "masks.npz", conv=np.ones((3, 3, 1, 4), bool), linear=classifier)
+    assert study_cells.mask_counts(str(tmp_path)) == {"empty_layers": 0, "blind_classes": 2, "classes": 10}
+    rows = _study_rows([("grasp", 0.99, None, (0.82, 0.83)), ("ntk_sap", 0.99, None, (0.30, 0.67)),
+                        ("snip", 0.99, None, (0.55, 0.80))])
+    for r in rows:
+        r["classes"] = 10
+        r["blind_classes"] = {"grasp": 0, "ntk_sap": 7 - 5 * r["seed"], "snip": 0}[r["method"]]
+    summary = study.summarize(rows)
+    (line,) = [t for t in findings.findings(summary, study.comparisons(rows), rows).splitlines()
+               if t.startswith("- **Classes the classifier cannot see**")]
+    # (C - k + 1) / C: seed 0 has 7 blind classes, so at most 4 of 10 can be right
+    assert ("NTK-SAP at 99%: 7, 2 of 10 by seed, test accuracy 30.0, 67.0% (at most 40, 90%)." in line)
+    assert "GraSP at" not in line and "SNIP at 99%:" not in line  # no seed of theirs is blind to a class
+    assert line.endswith("The lowest accuracy of a seed whose classifier keeps a weight for every class: "
+                         "55.0% (SNIP at 99%).")
+    (ntk,) = [t for t in study.connectivity_markdown(summary).splitlines() if "| ntk_sap |" in t]
+    assert ntk.endswith("| - | 7, 2 |")  # empty layers unknown here; blind classes per seed
