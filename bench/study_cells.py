@@ -152,12 +152,12 @@ def mask_counts(base: str) -> dict[str, int | None]:
     path = os.path.join(base, "masks.npz")
     if not os.path.exists(path):
         return {"empty_layers": None, "blind_classes": None, "classes": None}
-    with np.load(path) as masks:
-        last = masks[masks.files[-1]] if masks.files else None
-        dense = last is not None and last.ndim == 2
-        return {"empty_layers": sum(1 for k in masks.files if not masks[k].any()),
-                "blind_classes": int((~last.any(axis=0)).sum()) if dense else None,
-                "classes": int(last.shape[1]) if dense else None}
+    with np.load(path) as npz:
+        masks = [npz[k] for k in npz.files]  # each entry decompressed once
+    dense = bool(masks) and masks[-1].ndim == 2
+    return {"empty_layers": sum(1 for m in masks if not m.any()),
+            "blind_classes": int((~masks[-1].any(axis=0)).sum()) if dense else None,
+            "classes": int(masks[-1].shape[1]) if dense else None}
 
 
 def collect(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.study_report import NAMES, accuracy, methods_in, paired
+from bench.study_report import NAMES, accuracy, methods_in, paired, pruned_cells
 from train.analyze import compare  # the paper's published cells, as train.analyze compare reads them
 
 
@@ -127,8 +127,7 @@ REFUSES_EMPTY_LAYERS["prospr_cli"] = REFUSES_EMPTY_LAYERS["prospr"]
 def _empty_layers(summary: list[dict[str, Any]]) -> str:
     """Where a method's masks prune whole layers (the net then trains through the residual shortcuts alone)."""
     parts, refusing = [], []
-    for e in sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
-                    key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"]))):
+    for e in pruned_cells(summary):
         counts = [c for c in e.get("empty_layers_seeds") or [] if c is not None]
         if any(counts):
             parts.append(f"{NAMES.get(e['method'], e['method'])} at {e['sparsity'] * 100:g}% "
@@ -149,8 +148,7 @@ def _empty_layers(summary: list[dict[str, Any]]) -> str:
 def _blind_classes(summary: list[dict[str, Any]]) -> str:
     """Seeds whose masks leave classifier outputs without a weight, each beside its accuracy bound."""
     parts, clean = [], []
-    for e in sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
-                    key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"]))):
+    for e in pruned_cells(summary):
         pairs = [(b, a) for b, a in zip(e.get("blind_classes_seeds") or [], e["final_test_accuracy_seeds"])
                  if b is not None]
         name = f"{NAMES.get(e['method'], e['method'])} at {e['sparsity'] * 100:g}%"
@@ -159,11 +157,13 @@ def _blind_classes(summary: list[dict[str, Any]]) -> str:
             c = e["classes"]
             parts.append(f"{name}: {', '.join(str(b) for b, _ in pairs)} of {c} by seed, test accuracy "
                          f"{', '.join(f'{a * 100:.1f}' for _, a in pairs)}% (at most "
-                         f"{', '.join(f'{(c - b + 1 if b else c) / c * 100:g}' for b, _ in pairs)}%)")
+                         f"{', '.join(f'{min(c, c - b + 1) / c * 100:g}' for b, _ in pairs)}%)")
     if not parts:
         return ""
-    lowest = (f" The lowest accuracy of a seed whose classifier keeps a weight for every class: "
-              f"{min(clean)[0] * 100:.1f}% ({min(clean)[1]})." if clean else "")
+    lowest = ""
+    if clean:
+        low, where = min(clean)
+        lowest = f" The lowest accuracy of a seed whose classifier keeps a weight for every class: {low * 100:.1f}% ({where})."
     return ("- **Classes the classifier cannot see**: where a seed's masks keep no weight into k of the "
             "classifier's C outputs, those k logits are constants (their biases), at most one of those classes "
             "is ever predicted, and on a class-balanced test set accuracy is at most (C − k + 1) / C. "

@@ -117,6 +117,13 @@ def compact_markdown(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pruned_cells(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scored (not dense, not ablated) cells, by model, sparsity, then ``methods_in``'s order."""
+    order = methods_in(summary)
+    return sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
+                  key=lambda e: (e["model"], e["sparsity"], order.index(e["method"])))
+
+
 def per_seed(e: dict[str, Any], key: str) -> str:
     """Each seed's count under ``key + "_seeds"`` (``2, 0, 1``); ``-`` where unknown."""
     counts = [c for c in e.get(key + "_seeds") or [] if c is not None]
@@ -132,8 +139,7 @@ def connectivity_markdown(summary: list[dict[str, Any]]) -> str:
     layers = masked weights with no kept entry, per seed; blind classes = the classifier's outputs
     with no kept weight, per seed.
     """
-    cells = sorted((e for e in summary if e["method"] != "none" and not e.get("ablation")),
-                   key=lambda e: (e["model"], e["sparsity"], methods_in(summary).index(e["method"])))
+    cells = pruned_cells(summary)
     if not cells:
         return ""
     lines = ["| model | sparsity | method | final test acc. (%) | FLOP density (%) | effective sparsity (%) | "
